@@ -1,0 +1,3 @@
+//! uniffi bindings of Latchkey: type mapping and delegation only.
+#![forbid(unsafe_code)]
+uniffi::setup_scaffolding!();

@@ -1,0 +1,2 @@
+//! The `latchkey` command-line tool.
+fn main() {}

@@ -1,0 +1,23 @@
+//! # Latchkey
+//!
+//! OpenID Connect / OAuth 2.0 sign-in for native apps, with ONE session kept consistent
+//! across every process of the app (an iOS app and its extensions, an Android app's
+//! processes). Refresh tokens are rotated by the provider on every use; Latchkey makes sure
+//! each refresh token is used exactly once, whichever process needs a fresh access token.
+//!
+//! See `ARCHITECTURE.md` for the map of the crate and `docs/adr/` for the decisions.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod clock;
+pub mod error;
+pub mod lock;
+pub mod secret;
+pub mod session;
+pub mod store;
+
+pub use clock::{Clock, SystemClock};
+pub use error::{Error, Result};
+pub use secret::Secret;
+pub use session::Session;
+pub use store::{FileSessionStore, SessionBlob, SessionStore, StoreError};

@@ -1,0 +1,1 @@
+//! Cross-process coordination on a shared SQLite file: lease lock, generations, journal.

@@ -1,0 +1,2 @@
+//! End-to-end test support for Latchkey.
+#![forbid(unsafe_code)]
