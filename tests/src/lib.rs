@@ -10,7 +10,7 @@ pub mod browser;
 mod error;
 pub mod op;
 
-pub use browser::{deliver, login, Browser, LoginOptions};
+pub use browser::{deliver, login, Browser, Delivery, LoginOptions};
 pub use error::HarnessError;
 pub use op::{Counters, Fault, FaultEndpoint, FaultKind, FaultWhen, ProviderOptions, TestProvider};
 
