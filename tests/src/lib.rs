@@ -5,10 +5,14 @@
 //! - [`browser`]: a headless "user with a browser" that completes the provider's login and
 //!   consent pages and returns the redirect to the app.
 #![forbid(unsafe_code)]
+// Test support: a failed expectation is a test failure, reported by the panic.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod browser;
 mod error;
+pub mod flow;
 pub mod op;
+pub mod workers;
 
 pub use browser::{deliver, login, Browser, Delivery, LoginOptions};
 pub use error::HarnessError;

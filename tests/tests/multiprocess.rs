@@ -2,6 +2,8 @@
 //! (invariants I1–I5). Longer soaks: `LATCHKEY_SOAK_SECS` (default 30) and
 //! `LATCHKEY_KILL_TRIALS` (default 20).
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +46,8 @@ fn spec(op: &TestProvider, dir: &Path, args: &[&str]) -> WorkerSpec {
 }
 
 fn coordinator(dir: &Path) -> Coordinator {
-    Coordinator::open(dir.join("lock.db"), CoordinatorConfig::default(), Arc::new(SystemClock)).unwrap()
+    Coordinator::open(dir.join("lock.db"), CoordinatorConfig::default(), Arc::new(SystemClock))
+        .unwrap()
 }
 
 fn stored_generation(dir: &Path) -> Option<u64> {
@@ -60,7 +63,8 @@ async fn eight_processes_eight_tasks_refresh_once_per_rotation() {
     prepare(&op, dir.path()).await;
     op.reset().await.unwrap();
     let duration = (secs * 1000).to_string();
-    let s = spec(&op, dir.path(), &["--tasks", "8", "--duration-ms", &duration, "--interval-ms", "20"]);
+    let s =
+        spec(&op, dir.path(), &["--tasks", "8", "--duration-ms", &duration, "--interval-ms", "20"]);
     let mut workers: Vec<Worker> = (0..8).map(|i| s.spawn(&format!("w{i}"))).collect();
     let mut summaries = Vec::new();
     for w in &mut workers {
@@ -82,7 +86,8 @@ async fn eight_processes_eight_tasks_refresh_once_per_rotation() {
     // About one refresh per (TTL − margin): 2 s tokens, 0.5 s margin.
     let expected = secs as f64 / 1.5;
     assert!(
-        (c.refresh_grants as f64) >= expected * 0.5 && (c.refresh_grants as f64) <= expected * 1.5 + 2.0,
+        (c.refresh_grants as f64) >= expected * 0.5
+            && (c.refresh_grants as f64) <= expected * 1.5 + 2.0,
         "refresh grants {} far from {expected:.0}",
         c.refresh_grants
     );
@@ -100,7 +105,11 @@ async fn sigkill_of_the_holder_at_random_points() {
     let dir = tempfile::tempdir().unwrap();
     prepare(&op, dir.path()).await;
     let lease = lease_ms.to_string();
-    let s = spec(&op, dir.path(), &["--tasks", "2", "--duration-ms", "600000", "--interval-ms", "20", "--lease-ms", &lease]);
+    let s = spec(
+        &op,
+        dir.path(),
+        &["--tasks", "2", "--duration-ms", "600000", "--interval-ms", "20", "--lease-ms", &lease],
+    );
     let coord = coordinator(dir.path());
     let mut workers: Vec<Worker> = (0..3).map(|i| s.spawn(&format!("k{i}"))).collect();
     let mut next_id = 3;
@@ -110,7 +119,11 @@ async fn sigkill_of_the_holder_at_random_points() {
     for trial in 0..trials {
         let delayed = trial % 2 == 1;
         if delayed {
-            op.push_fault(Fault::delay(FaultWhen::Before, Duration::from_millis(300)).refresh_only()).await.unwrap();
+            op.push_fault(
+                Fault::delay(FaultWhen::Before, Duration::from_millis(300)).refresh_only(),
+            )
+            .await
+            .unwrap();
         }
         // Wait for some worker to start a refresh (it holds the lease then).
         let since = Instant::now();
@@ -143,7 +156,9 @@ async fn sigkill_of_the_holder_at_random_points() {
         // session is found lost.
         let progressed = workers.iter().find_map(|w| {
             w.wait_for(killed_at, Duration::from_millis(lease_ms + 4000), |v| {
-                v["event"] == "refreshed" || v["event"] == "adopted" || v["event"] == "reauth_required"
+                v["event"] == "refreshed"
+                    || v["event"] == "adopted"
+                    || v["event"] == "reauth_required"
             })
         });
         let lost_here = workers.iter().any(|w| !w.events("reauth_required").is_empty());
@@ -156,12 +171,21 @@ async fn sigkill_of_the_holder_at_random_points() {
         if lost_here {
             lost += 1;
             // Only a kill after the request left may cost the session (documented window).
-            assert_ne!(window, "no refresh in flight", "session lost although nothing was in flight");
+            assert_ne!(
+                window, "no refresh in flight",
+                "session lost although nothing was in flight"
+            );
             workers.clear();
             op.clear_faults().await.unwrap();
-            let c = latchkey_e2e::flow::file_client(test_config(op.issuer(), dir.path(), "setup"), dir.path()).unwrap();
-            let reg: latchkey::ClientRegistration =
-                serde_json::from_slice(&std::fs::read(dir.path().join("registration.json")).unwrap()).unwrap();
+            let c = latchkey_e2e::flow::file_client(
+                test_config(op.issuer(), dir.path(), "setup"),
+                dir.path(),
+            )
+            .unwrap();
+            let reg: latchkey::ClientRegistration = serde_json::from_slice(
+                &std::fs::read(dir.path().join("registration.json")).unwrap(),
+            )
+            .unwrap();
             c.restore_registration(reg).unwrap();
             sign_in(&c, "alice").await.unwrap();
             workers = (0..3).map(|i| s.spawn(&format!("k{}", next_id + i))).collect();
@@ -190,10 +214,16 @@ async fn sigstop_beyond_the_lease_then_sigcont() {
     let op = provider(12).await;
     let dir = tempfile::tempdir().unwrap();
     prepare(&op, dir.path()).await;
-    let s = spec(&op, dir.path(), &["--tasks", "2", "--duration-ms", "30000", "--interval-ms", "50", "--lease-ms", "1500"]);
+    let s = spec(
+        &op,
+        dir.path(),
+        &["--tasks", "2", "--duration-ms", "30000", "--interval-ms", "50", "--lease-ms", "1500"],
+    );
     let mut workers: Vec<Worker> = (0..3).map(|i| s.spawn(&format!("s{i}"))).collect();
     // The provider holds the next refresh for 2 s (the request is already sent).
-    op.push_fault(Fault::delay(FaultWhen::Before, Duration::from_millis(2000)).refresh_only()).await.unwrap();
+    op.push_fault(Fault::delay(FaultWhen::Before, Duration::from_millis(2000)).refresh_only())
+        .await
+        .unwrap();
     let since = Instant::now();
     let mut stopped = None;
     for _ in 0..2000 {
@@ -214,7 +244,8 @@ async fn sigstop_beyond_the_lease_then_sigcont() {
     for (i, w) in workers.iter().enumerate() {
         if i != idx {
             let calls_after = w.lines().iter().filter(|(t, _)| *t > stopped_at).count();
-            let errors_after = w.events("error").into_iter().filter(|(t, _)| *t > stopped_at).count();
+            let errors_after =
+                w.events("error").into_iter().filter(|(t, _)| *t > stopped_at).count();
             assert_eq!(errors_after, 0, "{} got errors while the holder was stopped", w.holder);
             let _ = calls_after;
         }
@@ -228,7 +259,10 @@ async fn sigstop_beyond_the_lease_then_sigcont() {
     let rec = coordinator(dir.path()).generation("default").await.unwrap().unwrap();
     for s in &summaries {
         println!("{s}");
-        assert_eq!(s["generations_monotonic"], true, "an older generation replaced a newer one: {s}");
+        assert_eq!(
+            s["generations_monotonic"], true,
+            "an older generation replaced a newer one: {s}"
+        );
         assert_eq!(s["state"], "Authenticated", "{s}");
     }
     // Documented outcome: the stopped process's request had been sent and was processed
@@ -252,7 +286,8 @@ async fn transient_faults_never_log_out() {
     ] {
         op.push_fault(f).await.unwrap();
     }
-    let s = spec(&op, dir.path(), &["--tasks", "4", "--duration-ms", "20000", "--interval-ms", "50"]);
+    let s =
+        spec(&op, dir.path(), &["--tasks", "4", "--duration-ms", "20000", "--interval-ms", "50"]);
     let mut workers: Vec<Worker> = (0..4).map(|i| s.spawn(&format!("t{i}"))).collect();
     let mut summaries = Vec::new();
     for w in &mut workers {
@@ -262,7 +297,10 @@ async fn transient_faults_never_log_out() {
     for s in &summaries {
         println!("{s}");
         assert_eq!(s["state"], "Authenticated", "{s}");
-        assert!(s["errors"].get("ReauthRequired").is_none() && s["errors"].get("LoggedOut").is_none(), "{s}");
+        assert!(
+            s["errors"].get("ReauthRequired").is_none() && s["errors"].get("LoggedOut").is_none(),
+            "{s}"
+        );
     }
     assert!(c.faults_applied >= 8, "{c:?}");
     assert_eq!(c.reuse_detections, 0);
@@ -299,13 +337,18 @@ async fn failing_store_saves_lose_nothing() {
     let op = provider(60).await;
     let dir = tempfile::tempdir().unwrap();
     let reg = prepare(&op, dir.path()).await;
-    let store = Arc::new(SwitchStore { inner: FileSessionStore::new(dir.path()), fail_next: 2.into() });
-    let a = latchkey::Client::new(test_config(op.issuer(), dir.path(), "a"), store.clone()).unwrap();
+    let store =
+        Arc::new(SwitchStore { inner: FileSessionStore::new(dir.path()), fail_next: 2.into() });
+    let a =
+        latchkey::Client::new(test_config(op.issuer(), dir.path(), "a"), store.clone()).unwrap();
     a.restore_registration(reg.clone()).unwrap();
     a.restore_session().await.unwrap().unwrap();
 
     // Fails twice, then succeeds within the bounded retries: nothing lost.
-    assert!(matches!(a.refresh().await.unwrap(), latchkey::RefreshOutcome::Refreshed { generation: 2 }));
+    assert!(matches!(
+        a.refresh().await.unwrap(),
+        latchkey::RefreshOutcome::Refreshed { generation: 2 }
+    ));
     assert_eq!(stored_generation(dir.path()), Some(2));
 
     // Fails for good: a typed error, the new tokens kept in memory.
@@ -319,7 +362,8 @@ async fn failing_store_saves_lose_nothing() {
 
     // Another process is unharmed: it keeps its valid token and does not refresh with the
     // consumed one.
-    let b = latchkey_e2e::flow::file_client(test_config(op.issuer(), dir.path(), "b"), dir.path()).unwrap();
+    let b = latchkey_e2e::flow::file_client(test_config(op.issuer(), dir.path(), "b"), dir.path())
+        .unwrap();
     b.restore_registration(reg).unwrap();
     b.restore_session().await.unwrap().unwrap();
     let out = b.refresh().await;

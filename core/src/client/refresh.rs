@@ -186,7 +186,8 @@ impl Inner {
             Some(left) if !force && !left.is_zero() => left.min(self.config.lock.acquire_timeout),
             _ => self.config.lock.acquire_timeout,
         };
-        let lease = match self.coordinator.acquire_within(self.account(), &self.holder, wait).await {
+        let lease = match self.coordinator.acquire_within(self.account(), &self.holder, wait).await
+        {
             Ok(l) => l,
             Err(e) if e.is_retryable() => return self.keep_if_valid(&current, force, e),
             Err(e) => return Err(e),

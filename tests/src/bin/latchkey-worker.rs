@@ -8,6 +8,8 @@
 //! ```
 //! The registration is read from `DIR/registration.json`.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
