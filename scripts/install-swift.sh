@@ -20,7 +20,9 @@ if [[ "${1:-}" == "--print" ]]; then
     exit 1
 fi
 
-if [[ -f "$MARKER" && -x "$ROOT/usr/bin/swift" ]]; then
+# The marker alone decides (written last, after `swift --version` ran in the chroot);
+# $ROOT/usr/bin/swift is an absolute symlink, which does not resolve from outside the chroot.
+if [[ -f "$MARKER" ]]; then
     echo "swift chroot: $ROOT ($(head -n1 "$MARKER"))"
     exit 0
 fi
