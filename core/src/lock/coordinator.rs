@@ -264,7 +264,8 @@ impl Coordinator {
             }
         });
         drop(task);
-        rx.await.map_err(|_| Error::Database { message: "lease attempt did not complete".into() })?
+        rx.await
+            .map_err(|_| Error::Database { message: "lease attempt did not complete".into() })?
     }
 
     /// Closes the connection so this process holds no file lock (required before iOS

@@ -139,9 +139,10 @@ fn create_private_file(path: &Path) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path).map(drop).map_err(|e| Error::Database {
-        message: format!("cannot create {}: {e}", path.display()),
-    })
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| Error::Database { message: format!("cannot create {}: {e}", path.display()) })
 }
 
 fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection> {

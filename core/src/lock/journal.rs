@@ -133,7 +133,13 @@ impl Lease {
                     started_at_ms = excluded.started_at_ms,
                     updated_at_ms = excluded.updated_at_ms",
             )?
-            .execute(params![shared.account, shared.holder, to_sql_int(shared.fence, "fence")?, from, now])?;
+            .execute(params![
+                shared.account,
+                shared.holder,
+                to_sql_int(shared.fence, "fence")?,
+                from,
+                now
+            ])?;
             Ok(())
         })
         .await
@@ -188,7 +194,11 @@ impl Lease {
                         OR (fence < ?3 AND EXISTS (SELECT 1 FROM lease
                              WHERE account = ?1 AND holder = ?2 AND fence = ?3)))",
                 )?
-                .execute(params![shared.account, shared.holder, to_sql_int(shared.fence, "fence")?])?;
+                .execute(params![
+                    shared.account,
+                    shared.holder,
+                    to_sql_int(shared.fence, "fence")?
+                ])?;
                 Ok(())
             })
             .await

@@ -298,7 +298,10 @@ async fn many_tasks_on_two_coordinators_never_overlap() {
         let (counter, fences) = (counter.clone(), fences.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..15 {
-                let lease = c.acquire_within(ACC, &format!("task-{t}"), Duration::from_secs(30)).await.unwrap();
+                let lease = c
+                    .acquire_within(ACC, &format!("task-{t}"), Duration::from_secs(30))
+                    .await
+                    .unwrap();
                 // A read-modify-write with a yield in the middle: loses updates unless
                 // the lease excludes every other task.
                 let v = counter.load(Ordering::SeqCst);
@@ -325,11 +328,8 @@ const CHILD_ENV: &str = "LATCHKEY_LOCK_CHILD";
 fn child_process_entry() {
     let Ok(role) = std::env::var(CHILD_ENV) else { return };
     let var = |k: &str| std::env::var(k).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let path = PathBuf::from(var("LK_DB"));
     match role.as_str() {
         "counter" => rt.block_on(async {
@@ -360,14 +360,15 @@ fn child_process_entry() {
 /// Read-modify-write of a counter file, plus one line per holder in a log, with a sleep in
 /// the middle to widen the window a missing exclusion would need.
 fn increment_counter_file(file: &Path, fence: u64) {
-    let v: u64 = std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
+    let v: u64 =
+        std::fs::read_to_string(file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     std::thread::sleep(Duration::from_micros(300));
     std::fs::write(file, format!("{}\n", v + 1)).unwrap();
-    let mut log =
-        std::fs::OpenOptions::new().create(true).append(true).open(file.with_extension("log")).unwrap();
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file.with_extension("log"))
+        .unwrap();
     writeln!(log, "{fence}").unwrap();
 }
 
@@ -417,8 +418,10 @@ async fn processes_and_tasks_incrementing_a_file_lose_no_update() {
         let (c, counter) = (c.clone(), counter.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..ITER {
-                let lease =
-                    c.acquire_within(ACC, &format!("parent-{t}"), Duration::from_secs(60)).await.unwrap();
+                let lease = c
+                    .acquire_within(ACC, &format!("parent-{t}"), Duration::from_secs(60))
+                    .await
+                    .unwrap();
                 let fence = lease.fence();
                 let counter = counter.clone();
                 tokio::task::spawn_blocking(move || increment_counter_file(&counter, fence))
@@ -454,7 +457,10 @@ async fn sigkilled_holder_blocks_others_for_at_most_the_lease() {
     let path = db_path(&dir);
     let lease_ms = 1_000u64;
     let c = open(&path, config(lease_ms, 300));
-    let mut child = spawn_child("hold", &[("LK_DB", path.display().to_string()), ("LK_LEASE_MS", lease_ms.to_string())]);
+    let mut child = spawn_child(
+        "hold",
+        &[("LK_DB", path.display().to_string()), ("LK_LEASE_MS", lease_ms.to_string())],
+    );
     let (fence, mut child) = tokio::task::spawn_blocking(move || {
         let fence: u64 = wait_for_line(&mut child, "acquired").parse().unwrap();
         (fence, child)
@@ -490,7 +496,10 @@ async fn commit_is_a_compare_and_swap_that_never_goes_back() {
     assert!(matches!(c.commit(ACC, Some(2), 2, "x").await, Err(Error::Config { .. })));
     assert!(matches!(c.commit(ACC, Some(2), 1, "x").await, Err(Error::Config { .. })));
     let rec = c.generation(ACC).await.unwrap().unwrap();
-    assert_eq!((rec.generation, rec.token_hash.as_deref(), rec.state), (2, Some("h2"), SessionState::Active));
+    assert_eq!(
+        (rec.generation, rec.token_hash.as_deref(), rec.state),
+        (2, Some("h2"), SessionState::Active)
+    );
     // An ended session cannot be committed over.
     assert_eq!(c.end(ACC, SessionState::LoggedOut).await.unwrap(), 3);
     assert!(!c.commit(ACC, Some(3), 4, "x").await.unwrap());
@@ -504,7 +513,10 @@ async fn register_and_end_semantics() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(&db_path(&dir), CoordinatorConfig::default());
     let rec = c.register(ACC, 5, "a").await.unwrap();
-    assert_eq!((rec.generation, rec.token_hash.as_deref(), rec.state), (5, Some("a"), SessionState::Active));
+    assert_eq!(
+        (rec.generation, rec.token_hash.as_deref(), rec.state),
+        (5, Some("a"), SessionState::Active)
+    );
     // Older or equal: nothing changes, the newer record is returned.
     let rec = c.register(ACC, 3, "b").await.unwrap();
     assert_eq!((rec.generation, rec.token_hash.as_deref()), (5, Some("a")));
@@ -515,11 +527,17 @@ async fn register_and_end_semantics() {
     // End: generation + 1, hash cleared, state for everyone.
     assert_eq!(c.end(ACC, SessionState::ReauthRequired).await.unwrap(), 8);
     let rec = c.generation(ACC).await.unwrap().unwrap();
-    assert_eq!((rec.generation, rec.token_hash, rec.state), (8, None, SessionState::ReauthRequired));
+    assert_eq!(
+        (rec.generation, rec.token_hash, rec.state),
+        (8, None, SessionState::ReauthRequired)
+    );
     assert_eq!(c.end(ACC, SessionState::LoggedOut).await.unwrap(), 9);
     // A new sign-in after an end never lands below the ended generation.
     let rec = c.register(ACC, 2, "d").await.unwrap();
-    assert_eq!((rec.generation, rec.token_hash.as_deref(), rec.state), (10, Some("d"), SessionState::Active));
+    assert_eq!(
+        (rec.generation, rec.token_hash.as_deref(), rec.state),
+        (10, Some("d"), SessionState::Active)
+    );
     let rec = c.register(ACC, 11, "e").await.unwrap();
     assert_eq!(rec.generation, 11);
     assert!(c.commit(ACC, Some(11), 12, "f").await.unwrap());
