@@ -117,10 +117,9 @@ class FileStore(private val dir: File) : SessionStore {
     override suspend fun save(account: String, blob: SessionBlob) {
         val bytes = ByteBuffer.allocate(12 + blob.data.size)
             .putLong(blob.generation.toLong()).putInt(blob.format.toInt()).put(blob.data).array()
-        val temporary = File.createTempFile("save", ".tmp", dir)
-        temporary.setReadable(false, false); temporary.setReadable(true, true)
-        temporary.writeBytes(bytes)
-        Files.move(temporary.toPath(), file(account).toPath(), StandardCopyOption.ATOMIC_MOVE)
+        val temporary = Files.createTempFile(dir.toPath(), "save", ".tmp") // 0600 on POSIX
+        Files.write(temporary, bytes)
+        Files.move(temporary, file(account).toPath(), StandardCopyOption.ATOMIC_MOVE)
     }
 
     override suspend fun load(account: String): SessionBlob? {
