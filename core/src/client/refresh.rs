@@ -180,7 +180,14 @@ impl Inner {
         if !force && self.is_fresh(&current, min_ttl) {
             return Ok(RefreshOutcome::StillFresh { generation: current.generation });
         }
-        let lease = match self.coordinator.acquire(self.account(), &self.holder).await {
+        // While the access token is still valid, wait for another holder no longer than it
+        // stays valid: the caller is better served by the current token than by waiting.
+        let wait = match current.remaining(self.now()) {
+            Some(left) if !force && !left.is_zero() => left.min(self.config.lock.acquire_timeout),
+            _ => self.config.lock.acquire_timeout,
+        };
+        let lease = match self.coordinator.acquire_within(self.account(), &self.holder, wait).await
+        {
             Ok(l) => l,
             Err(e) if e.is_retryable() => return self.keep_if_valid(&current, force, e),
             Err(e) => return Err(e),
