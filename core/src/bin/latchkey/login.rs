@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::cli::{Global, LoginArgs};
 use crate::commands::provider;
-use crate::error::{CliError, EXIT_PROTOCOL, EXIT_TRANSIENT};
+use crate::error::{exit_code, kind, CliError, EXIT_PROTOCOL, EXIT_TRANSIENT};
 use crate::output::{emit, expires_in, human_expiry, line, table, yes_no};
 use crate::state::{self, StateDir};
 
@@ -282,13 +282,25 @@ async fn serve(
                 .await;
             }
             Err(e) => {
-                let err = match &e {
-                    Error::Authorization { .. } => {
-                        CliError::lib("sign-in was refused at the provider", &e)
-                    }
-                    _ => CliError::lib("sign-in failed", &e),
+                let (status, err) = match &e {
+                    // The provider's answer reached us as it should: the page says why.
+                    Error::Authorization { error, description } => (
+                        200,
+                        CliError::new(
+                            exit_code(&e),
+                            kind(&e),
+                            format!(
+                                "sign-in was refused at the provider: {error}{}",
+                                description
+                                    .as_deref()
+                                    .map(|d| format!(" ({d})"))
+                                    .unwrap_or_default()
+                            ),
+                        ),
+                    ),
+                    _ => (400, CliError::lib("sign-in failed", &e)),
                 };
-                respond(&mut sock, 400, "Sign-in failed", &err.message).await;
+                respond(&mut sock, status, "Sign-in failed", &err.message).await;
                 return Err(err);
             }
         }

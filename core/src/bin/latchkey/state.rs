@@ -8,7 +8,7 @@ use std::sync::Arc;
 use latchkey::{Client, ClientConfig, ClientRegistration, Error, FileSessionStore, Session};
 
 use crate::cli::Global;
-use crate::error::{self, CliError, EXIT_PROTOCOL, EXIT_REAUTH, EXIT_USAGE};
+use crate::error::{self, CliError, EXIT_PROTOCOL, EXIT_REAUTH};
 
 /// The registration file's name in the state directory.
 pub const REGISTRATION_FILE: &str = "registration.json";
@@ -143,7 +143,7 @@ fn check_insecure_issuer(issuer: &str, allow: bool) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::new(
-            EXIT_USAGE,
+            EXIT_PROTOCOL,
             "insecure_url",
             format!("--insecure-loopback allows http only on 127.0.0.1 or ::1, not `{issuer}`"),
         ))
@@ -159,7 +159,20 @@ pub fn client(global: &Global, state: &StateDir, issuer: &str) -> Result<Client,
     config.holder = global.holder.clone();
     config.http.allow_insecure_loopback = global.insecure_loopback;
     let store = Arc::new(FileSessionStore::new(state.path()));
-    Client::new(config, store).map_err(|e| CliError::lib("cannot set up the client", &e))
+    Client::new(config, store).map_err(|e| match &e {
+        Error::InsecureUrl { reason } if reason.contains("allow insecure loopback") => {
+            CliError::new(
+                EXIT_PROTOCOL,
+                error::kind(&e),
+                format!(
+                    "the issuer `{issuer}` uses http; pass --insecure-loopback to use a local \
+                     test provider"
+                ),
+            )
+        }
+        Error::InsecureUrl { .. } => CliError::lib(&format!("cannot use the issuer `{issuer}`"), &e),
+        _ => CliError::lib("cannot set up the client", &e),
+    })
 }
 
 /// A client with the saved registration restored.

@@ -193,7 +193,10 @@ pub async fn watch(g: &Global, args: WatchArgs) -> Result<(), CliError> {
                         break;
                     }
                 }
-                tokio::time::sleep_until((Instant::now() + interval).min(deadline)).await;
+                // Jitter (±50 %) so the processes do not poll in lockstep: whoever notices
+                // first refreshes, the others adopt.
+                let pause = interval.mul_f64(rand::random_range(0.5..1.5));
+                tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
             }
         }));
     }
