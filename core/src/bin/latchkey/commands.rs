@@ -10,7 +10,7 @@ use latchkey::{
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command, Global, RegisterArgs};
-use crate::error::{self, CliError, EXIT_REAUTH};
+use crate::error::{self, CliError};
 use crate::output::{emit, expires_in, human_expiry, table, yes_no};
 use crate::state::{self, StateDir};
 
@@ -256,14 +256,15 @@ async fn status(g: &Global) -> Result<(), CliError> {
     let restored = client.restore_session().await;
     let (state_label, problem) = match &restored {
         Ok(Some(_)) => (state_name(client.state()), None),
-        Ok(None) => (
-            "no_session",
-            Some(CliError::new(
-                EXIT_REAUTH,
-                "no_session",
-                format!("no session for account `{}`; sign in with `latchkey login`", g.account),
-            )),
-        ),
+        Ok(None) => {
+            let e = state::no_session_error(g, &state).await;
+            let label = match e.kind.as_str() {
+                "logged_out" => "logged_out",
+                "reauth_required" => "reauth_required",
+                _ => "no_session",
+            };
+            (label, Some(e))
+        }
         Err(e) if e.requires_reauthentication() => {
             (error::kind(e), Some(CliError::lib("the session has ended", e)))
         }

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use latchkey::lock::{Coordinator, CoordinatorConfig, SessionState};
 use latchkey::{Client, ClientConfig, ClientRegistration, Error, FileSessionStore, Session};
 
 use crate::cli::Global;
@@ -170,7 +171,9 @@ pub fn client(global: &Global, state: &StateDir, issuer: &str) -> Result<Client,
                 ),
             )
         }
-        Error::InsecureUrl { .. } => CliError::lib(&format!("cannot use the issuer `{issuer}`"), &e),
+        Error::InsecureUrl { .. } => {
+            CliError::lib(&format!("cannot use the issuer `{issuer}`"), &e)
+        }
         _ => CliError::lib("cannot set up the client", &e),
     })
 }
@@ -193,7 +196,33 @@ pub async fn session_client(global: &Global) -> Result<(Client, Session), CliErr
     let (client, _) = registered_client(global, &state)?;
     match client.restore_session().await {
         Ok(Some(s)) => Ok((client, s)),
-        Ok(None) => Err(CliError::new(
+        Ok(None) => Err(no_session_error(global, &state).await),
+        Err(e) => Err(CliError::lib("cannot restore the session", &e)),
+    }
+}
+
+/// Why there is no session in the store: ended for every process (logged out or
+/// reauthentication required, as the coordination database records it), or never signed in.
+pub async fn ended_state(global: &Global, state: &StateDir) -> Option<SessionState> {
+    let coordinator = Coordinator::open(
+        state.lock_db(),
+        CoordinatorConfig::default(),
+        Arc::new(latchkey::SystemClock),
+    )
+    .ok()?;
+    let rec = coordinator.generation(&global.account).await.ok()??;
+    (rec.state != SessionState::Active).then_some(rec.state)
+}
+
+/// The error for an empty store (exit 2), naming how the session ended when it did.
+pub async fn no_session_error(global: &Global, state: &StateDir) -> CliError {
+    match ended_state(global, state).await {
+        Some(SessionState::LoggedOut) => CliError::lib("", &Error::LoggedOut),
+        Some(_) => CliError::lib(
+            "",
+            &Error::ReauthRequired { reason: "the provider no longer accepts the session".into() },
+        ),
+        None => CliError::new(
             EXIT_REAUTH,
             error::kind(&Error::NoSession),
             format!(
@@ -201,7 +230,6 @@ pub async fn session_client(global: &Global) -> Result<(Client, Session), CliErr
                 global.account,
                 state.path().display()
             ),
-        )),
-        Err(e) => Err(CliError::lib("cannot restore the session", &e)),
+        ),
     }
 }
