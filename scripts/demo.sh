@@ -49,9 +49,15 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js $(node --version) is too old for the test provider: install Node.js 20 or newer"
 
 step "Preparing (first run: npm packages and a Rust build, a few minutes)"
-if [ ! -d tests/op/node_modules/oidc-provider ]; then
+# Same rule as the Rust harness (tests/src/op.rs): node_modules is current when its marker
+# holds the SHA-256 of package-lock.json.
+lock_digest=$(node -e 'const c=require("crypto"),f=require("fs");console.log(c.createHash("sha256").update(f.readFileSync("tests/op/package-lock.json")).digest("hex"))')
+marker=tests/op/node_modules/.latchkey-npm-ci
+if [ ! -f tests/op/node_modules/oidc-provider/package.json ] ||
+  [ "$(cat "$marker" 2>/dev/null || true)" != "$lock_digest" ]; then
   echo "    npm ci in tests/op"
   (cd tests/op && npm ci --no-audit --no-fund --loglevel=error) 2>&1 | indent
+  printf '%s\n' "$lock_digest" >"$marker"
 fi
 echo "    cargo build: latchkey CLI and the headless browser"
 cargo build --quiet -p latchkey --features cli --bin latchkey
