@@ -29,7 +29,7 @@ TASKS=${DEMO_TASKS:-4}
 HOLDERS=(app notification-extension widget)
 
 step() { printf '\n==> %s\n' "$*"; }
-indent() { sed 's/^/    /'; }
+indent() { sed -e '/^[[:space:]]*$/d' -e 's/^/    /'; }
 die() {
   printf 'demo: %s\n' "$*" >&2
   exit 1
@@ -156,14 +156,14 @@ count() { cat "$WORK"/*.jsonl 2>/dev/null | grep -c "\"event\":\"$1\"" || true; 
 per_holder() {
   local h out=""
   for h in "${HOLDERS[@]}"; do
-    out+="$h $(grep -c '"event":"refreshed"' "$WORK/$h.jsonl" 2>/dev/null || true)  "
+    out+="${out:+, }$h $(grep -c '"event":"refreshed"' "$WORK/$h.jsonl" 2>/dev/null || true)"
   done
   printf '%s' "$out"
 }
 progress() {
   local gen
   gen=$(cat "$WORK"/*.jsonl 2>/dev/null | grep -o '"generation":[0-9]*' | cut -d: -f2 | sort -n | tail -n 1 || true)
-  printf '    %3d s  generation %-3s refreshed %-3s adopted %-3s errors %-3s | refreshes by %s' \
+  printf '    %3d s  generation %-3s refreshed %-3s adopted %-3s errors %-2s (by %s)' \
     "$((SECONDS - started))" "${gen:-?}" "$(count refreshed)" "$(count adopted)" \
     "$(($(count error) + $(count refresh_failed)))" "$(per_holder)"
 }
