@@ -240,14 +240,20 @@ async fn sigstop_beyond_the_lease_then_sigcont() {
     workers[idx].stop();
     let stopped_at = Instant::now();
     // Beyond the lease: the others proceed.
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     for (i, w) in workers.iter().enumerate() {
         if i != idx {
-            let calls_after = w.lines().iter().filter(|(t, _)| *t > stopped_at).count();
-            let errors_after =
-                w.events("error").into_iter().filter(|(t, _)| *t > stopped_at).count();
-            assert_eq!(errors_after, 0, "{} got errors while the holder was stopped", w.holder);
-            let _ = calls_after;
+            let errors_after: Vec<Value> = w
+                .events("error")
+                .into_iter()
+                .filter(|(t, _)| *t > stopped_at)
+                .map(|(_, v)| v)
+                .collect();
+            assert!(
+                errors_after.is_empty(),
+                "{} got errors while the holder was stopped: {errors_after:?}",
+                w.holder
+            );
         }
     }
     workers[idx].cont();
@@ -257,6 +263,11 @@ async fn sigstop_beyond_the_lease_then_sigcont() {
     }
     let c = op.counters().await.unwrap();
     let rec = coordinator(dir.path()).generation("default").await.unwrap().unwrap();
+    for (_, line) in workers[idx].lines() {
+        if line["event"] != "summary" {
+            println!("stopped worker: {line}");
+        }
+    }
     for s in &summaries {
         println!("{s}");
         assert_eq!(

@@ -192,9 +192,12 @@ impl Inner {
             Err(e) if e.is_retryable() => return self.keep_if_valid(&current, force, e),
             Err(e) => return Err(e),
         };
-        let result = self.refresh_under_lease(&lease, force, min_ttl).await;
-        if let Err(e) = lease.release().await {
-            tracing::warn!(error = %e, "lease release failed; it lapses by itself");
+        let mut held = Some(lease);
+        let result = self.refresh_under_lease(&mut held, force, min_ttl).await;
+        if let Some(lease) = held {
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %e, "lease release failed; it lapses by itself");
+            }
         }
         result
     }
@@ -211,10 +214,11 @@ impl Inner {
 
     async fn refresh_under_lease(
         &self,
-        lease: &Lease,
+        held: &mut Option<Lease>,
         force: bool,
         min_ttl: Duration,
     ) -> Result<RefreshOutcome> {
+        let lease = held.as_ref().ok_or_else(|| Error::Internal { message: "no lease".into() })?;
         let current = self.ensure_session()?;
         if let Some(o) = self.check_shared(&current).await? {
             return Ok(o);
@@ -268,7 +272,7 @@ impl Inner {
         self.event(LifecycleEvent::RefreshStarted, None);
         lease.journal_begin(current.generation).await?;
         match self.send_refresh(&metadata, &current.client_id, &refresh_token).await {
-            Ok(tokens) => self.complete_refresh(lease, &metadata, &current, tokens).await,
+            Ok(tokens) => self.complete_refresh(held, &metadata, &current, tokens).await,
             Err(f) if matches!(&f.error, Error::Provider { error, .. } if error == "invalid_grant") =>
             {
                 // I4: another process may have rotated the token since we read the generation.
@@ -326,7 +330,7 @@ impl Inner {
     /// The provider answered: validate, journal, save, commit (I1, I3).
     async fn complete_refresh(
         &self,
-        lease: &Lease,
+        held: &mut Option<Lease>,
         metadata: &ProviderMetadata,
         current: &Session,
         tokens: TokenResponse,
@@ -340,7 +344,68 @@ impl Inner {
             }
         };
         let hash = new.token_hash();
-        lease.journal_phase(JournalPhase::Saving, Some(&hash)).await?;
+        let phase = match held.as_ref() {
+            Some(lease) => lease.journal_phase(JournalPhase::Saving, Some(&hash)).await,
+            None => Err(Error::Internal { message: "no lease".into() }),
+        };
+        match phase {
+            Ok(()) => {}
+            Err(e) => {
+                // Our lease lapsed while the request was out (a suspended process): we may
+                // still hold the newest tokens. Take the lease again before touching the store.
+                tracing::warn!(error = %e, "lease lost during the refresh; re-acquiring");
+                // The in-process slot of the lost lease must be given up first.
+                if let Some(old) = held.take() {
+                    old.release().await.ok();
+                }
+                match self.relock_for_commit(current, &hash).await {
+                    Ok(Some(l)) => *held = Some(l),
+                    Ok(None) => {
+                        // Another process committed meanwhile; take its generation (I3).
+                        return match self.coordinator.generation(self.account()).await? {
+                            Some(rec) => match self.adopt(&rec).await? {
+                                Some(s) => Ok(RefreshOutcome::Adopted { generation: s.generation }),
+                                None => Err(Error::StoreMismatch { generation: rec.generation }),
+                            },
+                            None => Err(Error::StoreMismatch { generation: current.generation }),
+                        };
+                    }
+                    Err(e) => {
+                        self.install(new, true);
+                        self.event(LifecycleEvent::RefreshFailed, Some(e.to_string()));
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let lease = held.as_ref().ok_or_else(|| Error::Internal { message: "no lease".into() })?;
+        self.save_and_commit(lease, current, new, &hash).await
+    }
+
+    /// Re-acquires the lease for a refresh whose lease lapsed. Returns None when another
+    /// process committed a newer generation meanwhile.
+    async fn relock_for_commit(&self, current: &Session, hash: &str) -> Result<Option<Lease>> {
+        let lease = self.coordinator.acquire(self.account(), &self.holder).await?;
+        let rec = self.coordinator.generation(self.account()).await?;
+        if rec
+            .as_ref()
+            .is_some_and(|r| r.generation != current.generation || r.state != SessionState::Active)
+        {
+            lease.release().await.ok();
+            return Ok(None);
+        }
+        lease.journal_begin(current.generation).await?;
+        lease.journal_phase(JournalPhase::Saving, Some(hash)).await?;
+        Ok(Some(lease))
+    }
+
+    async fn save_and_commit(
+        &self,
+        lease: &Lease,
+        current: &Session,
+        new: Session,
+        hash: &str,
+    ) -> Result<RefreshOutcome> {
         if let Err(e) = self.save_with_retry(&new).await {
             // Never lose the new tokens: keep them in memory and retry the save later.
             self.install(new, true);
@@ -349,11 +414,11 @@ impl Inner {
         }
         let committed = self
             .coordinator
-            .commit(self.account(), Some(current.generation), new.generation, &hash)
+            .commit(self.account(), Some(current.generation), new.generation, hash)
             .await?;
         if !committed {
-            // Our lease lapsed (suspended process) and another holder committed a newer
-            // generation: ours is not the newest; never replace theirs (I3).
+            // Another holder committed a newer generation: ours is not the newest; never
+            // replace theirs (I3).
             tracing::warn!(generation = new.generation, "another process committed first");
             if let Some(rec) = self.coordinator.generation(self.account()).await? {
                 if let Some(s) = self.adopt(&rec).await? {

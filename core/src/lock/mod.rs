@@ -1,137 +1,34 @@
-//! TEMPORARY STUB (replaced by the real implementation).
-#![allow(missing_docs, unused)]
-use crate::{Clock, Result};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
-#[derive(Debug, Clone)]
-pub struct CoordinatorConfig {
-    pub lease: Duration,
-    pub renew_every: Duration,
-    pub acquire_timeout: Duration,
-    pub busy_timeout: Duration,
-}
-impl Default for CoordinatorConfig {
-    fn default() -> Self {
-        todo!()
-    }
-}
-#[derive(Clone, Debug)]
-pub struct Coordinator {
-    p: PathBuf,
-}
-#[derive(Debug)]
-pub struct Lease;
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SessionState {
-    Active,
-    LoggedOut,
-    ReauthRequired,
-}
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum JournalPhase {
-    RequestSent,
-    ResponseReceived,
-    Saving,
-}
-#[derive(Debug, Clone)]
-pub struct GenerationRecord {
-    pub generation: u64,
-    pub token_hash: Option<String>,
-    pub state: SessionState,
-    pub updated_at_ms: i64,
-}
-#[derive(Debug, Clone)]
-pub struct JournalEntry {
-    pub holder: String,
-    pub fence: u64,
-    pub from_generation: u64,
-    pub phase: JournalPhase,
-    pub new_token_hash: Option<String>,
-    pub started_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-impl Coordinator {
-    pub fn open(
-        path: impl Into<PathBuf>,
-        config: CoordinatorConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        todo!()
-    }
-    pub async fn acquire(&self, account: &str, holder: &str) -> Result<Lease> {
-        todo!()
-    }
-    pub async fn acquire_within(
-        &self,
-        account: &str,
-        holder: &str,
-        timeout: Duration,
-    ) -> Result<Lease> {
-        todo!()
-    }
-    pub async fn try_acquire(&self, account: &str, holder: &str) -> Result<Option<Lease>> {
-        todo!()
-    }
-    pub async fn generation(&self, account: &str) -> Result<Option<GenerationRecord>> {
-        todo!()
-    }
-    pub async fn commit(
-        &self,
-        account: &str,
-        expected: Option<u64>,
-        new_generation: u64,
-        token_hash: &str,
-    ) -> Result<bool> {
-        todo!()
-    }
-    pub async fn register(
-        &self,
-        account: &str,
-        generation: u64,
-        token_hash: &str,
-    ) -> Result<GenerationRecord> {
-        todo!()
-    }
-    pub async fn end(&self, account: &str, state: SessionState) -> Result<u64> {
-        todo!()
-    }
-    pub async fn journal(&self, account: &str) -> Result<Option<JournalEntry>> {
-        todo!()
-    }
-    pub async fn pause(&self) {
-        todo!()
-    }
-    pub fn resume(&self) {
-        todo!()
-    }
-    pub fn path(&self) -> &Path {
-        todo!()
-    }
-}
-impl Lease {
-    pub fn fence(&self) -> u64 {
-        todo!()
-    }
-    pub fn is_lost(&self) -> bool {
-        todo!()
-    }
-    pub async fn journal_begin(&self, from_generation: u64) -> Result<()> {
-        todo!()
-    }
-    pub async fn journal_phase(
-        &self,
-        phase: JournalPhase,
-        new_token_hash: Option<&str>,
-    ) -> Result<()> {
-        todo!()
-    }
-    pub async fn journal_clear(&self) -> Result<()> {
-        todo!()
-    }
-    pub async fn release(self) -> Result<()> {
-        todo!()
-    }
-}
+//! Cross-process coordination on a shared SQLite file: lease lock, generations, journal.
+//!
+//! All processes of an app (an iOS app and its extensions, an Android app's processes) open
+//! the same file through a [`Coordinator`]. Per account it keeps:
+//!
+//! - a **lease** ([`Lease`]): a fenced, renewed, expiring lock that serializes refreshes.
+//!   At most one holder at a time; a holder that dies or freezes blocks the others for at
+//!   most the lease time (3 s by default); release is written at once and waiters of the
+//!   same process are woken, waiters of other processes poll the row every ~2 ms (jittered).
+//! - a **generation** ([`GenerationRecord`]): the number of the newest committed session,
+//!   moved forward only by compare-and-swap ([`Coordinator::commit`]), so no process ever
+//!   replaces a newer session with an older one, plus the session state (active, logged
+//!   out, reauth required) that every process obeys.
+//! - a **journal** ([`JournalEntry`]): how far an in-flight refresh got, so the next holder
+//!   knows whether the old refresh token may already have been consumed.
+//!
+//! Token values are never stored: only hashes the caller computes.
+//!
+//! Decisions and timings: `docs/adr/0001-lease-lock.md`, `docs/adr/0002-generations-and-journal.md`.
+//! Measurements: `BENCHMARKS.md` (`scripts/bench.sh`).
+
+mod coordinator;
+mod db;
+mod generation;
+mod journal;
+mod lease;
+
+#[cfg(test)]
+mod tests;
+
+pub use coordinator::{Coordinator, CoordinatorConfig};
+pub use generation::{GenerationRecord, SessionState};
+pub use journal::{JournalEntry, JournalPhase};
+pub use lease::Lease;

@@ -1,0 +1,321 @@
+//! The lease: one row per account (`holder`, `fence`, `expires_at_ms`), the SQL that takes,
+//! renews and frees it, and the [`Lease`] handle with its renewal task.
+//!
+//! Rules (see `docs/adr/0001-lease-lock.md`):
+//! - A row is acquirable when it is free (`holder IS NULL`, written by an eager release),
+//!   expired (`expires_at_ms <= now`: a lease that ends in the current millisecond is
+//!   already over), or held by the same `holder` string (a restarted process with the same
+//!   holder id takes its own row back at once instead of waiting for it to expire).
+//! - Every acquisition, including a same-holder takeover, sets `fence = fence + 1`. The row
+//!   is never deleted, so the fence is monotonic per account for the life of the file.
+//! - Inside one [`Coordinator`](super::Coordinator) acquisition is not re-entrant: tasks
+//!   queue on an in-process async mutex per account first, whatever holder name they pass.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::OwnedMutexGuard;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::coordinator::Inner;
+use super::db::{from_sql_int, to_sql_int};
+use crate::error::Result;
+
+/// The state of one acquisition, shared by the [`Lease`] handle, its renewal task and the
+/// coordinator (which releases every live lease on `pause`).
+#[derive(Debug)]
+pub(crate) struct LeaseShared {
+    pub(crate) account: String,
+    pub(crate) holder: String,
+    pub(crate) fence: u64,
+    lost: AtomicBool,
+    released: AtomicBool,
+    renewal: Mutex<Option<AbortHandle>>,
+}
+
+impl LeaseShared {
+    pub(crate) fn new(account: String, holder: String, fence: u64) -> Self {
+        LeaseShared {
+            account,
+            holder,
+            fence,
+            lost: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+            renewal: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+    }
+
+    /// Marks the lease released; returns `true` for the first caller only.
+    pub(crate) fn take_release(&self) -> bool {
+        !self.released.swap(true, Ordering::SeqCst)
+    }
+
+    fn renewal_slot(&self) -> std::sync::MutexGuard<'_, Option<AbortHandle>> {
+        self.renewal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn set_renewal(&self, handle: AbortHandle) {
+        *self.renewal_slot() = Some(handle);
+        // A pause that ran between the acquisition and this call could not abort it.
+        if self.is_released() {
+            self.stop_renewal();
+        }
+    }
+
+    pub(crate) fn stop_renewal(&self) {
+        if let Some(handle) = self.renewal_slot().take() {
+            handle.abort();
+        }
+    }
+
+    fn fence_sql(&self) -> Result<i64> {
+        to_sql_int(self.fence, "fence")
+    }
+}
+
+/// A held lease on one account. Renewed in the background while it lives.
+///
+/// Dropping it releases it (best effort, on the current Tokio runtime if there is one,
+/// synchronously otherwise); prefer [`Lease::release`], which reports errors and returns
+/// once the row is free.
+#[derive(Debug)]
+pub struct Lease {
+    pub(crate) shared: Arc<LeaseShared>,
+    pub(crate) inner: Arc<Inner>,
+    /// The in-process slot for this account; dropped after the row is freed so the next
+    /// task of this process proceeds at once.
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Lease {
+    pub(crate) fn new(
+        shared: Arc<LeaseShared>,
+        inner: Arc<Inner>,
+        guard: OwnedMutexGuard<()>,
+    ) -> Self {
+        if !shared.is_released() {
+            let task = tokio::spawn(renew_loop(Arc::clone(&inner), Arc::clone(&shared)));
+            shared.set_renewal(task.abort_handle());
+        }
+        Lease { shared, inner, guard: Some(guard) }
+    }
+
+    /// The fencing token of this acquisition: strictly greater than that of every earlier
+    /// acquisition of the same account, by any holder in any process.
+    pub fn fence(&self) -> u64 {
+        self.shared.fence
+    }
+
+    /// The account this lease is on.
+    pub fn account(&self) -> &str {
+        &self.shared.account
+    }
+
+    /// The holder name given to `acquire`.
+    pub fn holder(&self) -> &str {
+        &self.shared.holder
+    }
+
+    /// Whether this lease is known to be lost: a renewal (or a journal write) found the row
+    /// taken by another acquisition after this one expired, or `pause` released it.
+    ///
+    /// `false` does not prove the lease is still held; journal writes check the fence
+    /// atomically.
+    pub fn is_lost(&self) -> bool {
+        self.shared.is_lost()
+    }
+
+    /// Releases the lease now: the row is marked free before this returns, and the next
+    /// waiter of this process is woken. Releasing a lease that was lost is a no-op (the
+    /// row belongs to someone else and is left alone).
+    pub async fn release(mut self) -> Result<()> {
+        let guard = self.guard.take();
+        let shared = Arc::clone(&self.shared);
+        let result = if shared.take_release() {
+            shared.stop_renewal();
+            self.inner
+                .blocking(move |inner, conn| {
+                    release_row(conn, &shared)?;
+                    inner.unregister(&shared);
+                    Ok(())
+                })
+                .await
+        } else {
+            Ok(())
+        };
+        drop(guard);
+        result
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let guard = self.guard.take();
+        if !self.shared.take_release() {
+            return;
+        }
+        self.shared.stop_renewal();
+        let shared = Arc::clone(&self.shared);
+        let inner = Arc::clone(&self.inner);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                // The guard moves into the task so in-process waiters proceed after the row
+                // is free; if the runtime drops the task unrun, the guard is dropped with it
+                // and the row simply expires.
+                handle.spawn(async move {
+                    let _guard = guard;
+                    let result = inner
+                        .blocking(move |inner, conn| {
+                            release_row(conn, &shared)?;
+                            inner.unregister(&shared);
+                            Ok(())
+                        })
+                        .await;
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "releasing a dropped lease failed; it will expire");
+                    }
+                });
+            }
+            Err(_) => {
+                let result = inner.db.with(|conn| release_row(conn, &shared));
+                inner.unregister(&shared);
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "releasing a dropped lease failed; it will expire");
+                }
+                drop(guard);
+            }
+        }
+    }
+}
+
+/// Renews the lease about once per `renew_every` until it is released or found lost.
+async fn renew_loop(inner: Arc<Inner>, shared: Arc<LeaseShared>) {
+    let every = inner.config.renew_every.max(Duration::from_millis(1));
+    let mut next = Instant::now() + every;
+    loop {
+        tokio::time::sleep_until(next).await;
+        let now = Instant::now();
+        next = if next + every > now { next + every } else { now + every };
+        if shared.is_released() {
+            return;
+        }
+        let s = Arc::clone(&shared);
+        let renewed = inner
+            .blocking(move |inner, conn| {
+                let expires = inner.now_ms().saturating_add(inner.lease_ms());
+                renew_row(conn, &s, expires)
+            })
+            .await;
+        match renewed {
+            Ok(true) => {}
+            Ok(false) => {
+                if !shared.is_released() {
+                    tracing::warn!(account = %shared.account, fence = shared.fence, "lease lost: another holder took it after it expired");
+                    shared.mark_lost();
+                }
+                return;
+            }
+            // Transient (busy, I/O, paused): try again at the next tick; the lease survives
+            // two missed renewals with the default timings.
+            Err(e) => tracing::debug!(error = %e, "lease renewal failed; retrying"),
+        }
+    }
+}
+
+/// The lease row as a waiter sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaseRow {
+    pub(crate) holder: Option<String>,
+    pub(crate) fence: u64,
+    pub(crate) expires_at_ms: i64,
+}
+
+impl LeaseRow {
+    /// The same predicate as the `WHERE` of [`try_take`].
+    pub(crate) fn acquirable_by(&self, holder: &str, now_ms: i64) -> bool {
+        match &self.holder {
+            None => true,
+            Some(h) => self.expires_at_ms <= now_ms || h == holder,
+        }
+    }
+}
+
+/// Reads the lease row without taking any write lock (a WAL read never blocks the writer).
+pub(crate) fn peek(conn: &Connection, account: &str) -> Result<Option<LeaseRow>> {
+    let row = conn
+        .prepare_cached("SELECT holder, fence, expires_at_ms FROM lease WHERE account = ?1")?
+        .query_row([account], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .optional()?;
+    row.map(|(holder, fence, expires_at_ms)| {
+        Ok(LeaseRow { holder, fence: from_sql_int(fence, "fence")?, expires_at_ms })
+    })
+    .transpose()
+}
+
+/// Takes the lease if it is free, expired or already `holder`'s; returns the new fence.
+/// One autocommit statement: the check and the write are atomic.
+pub(crate) fn try_take(
+    conn: &Connection,
+    account: &str,
+    holder: &str,
+    now_ms: i64,
+    expires_at_ms: i64,
+) -> Result<Option<u64>> {
+    let fence: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO lease (account, holder, fence, expires_at_ms) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (account) DO UPDATE
+                SET holder = excluded.holder,
+                    fence = lease.fence + 1,
+                    expires_at_ms = excluded.expires_at_ms
+                WHERE lease.holder IS NULL
+                   OR lease.expires_at_ms <= ?4
+                   OR lease.holder = excluded.holder
+             RETURNING fence",
+        )?
+        .query_row(params![account, holder, expires_at_ms, now_ms], |r| r.get(0))
+        .optional()?;
+    fence.map(|f| from_sql_int(f, "fence")).transpose()
+}
+
+/// Extends the lease if this acquisition still owns the row; `false` if another one took it.
+pub(crate) fn renew_row(
+    conn: &Connection,
+    shared: &LeaseShared,
+    expires_at_ms: i64,
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE lease SET expires_at_ms = ?4 WHERE account = ?1 AND holder = ?2 AND fence = ?3",
+        )?
+        .execute(params![shared.account, shared.holder, shared.fence_sql()?, expires_at_ms])?;
+    Ok(n == 1)
+}
+
+/// Frees the row if this acquisition still owns it (keeps the row and its fence).
+pub(crate) fn release_row(conn: &Connection, shared: &LeaseShared) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE lease SET holder = NULL, expires_at_ms = 0
+             WHERE account = ?1 AND holder = ?2 AND fence = ?3",
+        )?
+        .execute(params![shared.account, shared.holder, shared.fence_sql()?])?;
+    Ok(n == 1)
+}

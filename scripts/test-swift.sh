@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds and tests the Swift package on Linux: Swift 6.0.3 in a Debian trixie chroot
+# (scripts/install-swift.sh), linked against the host debug build of latchkey-ffi.
+#
+#   scripts/test-swift.sh [extra `swift test` arguments, e.g. --filter LatchkeyTests.testX]
+#
+# Runs in a private mount namespace (unshare --mount): /proc, the repository and the cargo
+# target directory are mounted into the chroot at their own paths, and vanish with it.
+# Compiler warnings are errors here (LATCHKEY_SWIFT_WARNINGS_AS_ERRORS=1). The output ends
+# with XCTest's "Executed N tests, with 0 failures" line.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+# Absolute cargo target directory ($CARGO_TARGET_DIR relative to the repository, as cargo
+# resolves it from here); portable to macOS (no `realpath -m`).
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$REPO/$TARGET_DIR"
+# Canonical paths: they are bind-mounted into the chroot at the same place.
+REPO="$(pwd -P)"
+TARGET_DIR="$(realpath -m "$TARGET_DIR")"
+
+SUDO=()
+[[ "$(id -u)" == 0 ]] || SUDO=(sudo)
+
+t0=$(date +%s)
+ROOT="$(scripts/install-swift.sh --print 2>/dev/null)" || {
+    scripts/install-swift.sh >&2
+    ROOT="$(scripts/install-swift.sh --print)"
+}
+t1=$(date +%s)
+LIB_DIR="$(realpath "$(scripts/generate-bindings.sh --language swift | tail -n1)")"
+t2=$(date +%s)
+echo "test-swift.sh: toolchain $((t1 - t0)) s, bindings $((t2 - t1)) s; swift in $ROOT, library in $LIB_DIR" >&2
+
+# Everything after the mounts runs as: chroot ROOT sh -c SCRIPT sh REPO LIB_DIR ARGS...
+inner='cd "$1/swift" && lib="$2" && shift 2 &&
+    export HOME=/root LATCHKEY_FFI_LIB_DIR="$lib" LATCHKEY_SWIFT_WARNINGS_AS_ERRORS=1 &&
+    swift build --build-tests &&
+    swift test --skip-build --disable-swift-testing "$@"'
+
+"${SUDO[@]}" unshare --mount sh -ec '
+    root="$1" repo="$2" target="$3"; shift 3
+    mount -t proc proc "$root/proc"
+    mkdir -p "$root$repo"
+    mount --bind "$repo" "$root$repo"
+    case "$target/" in
+        "$repo"/*) ;;
+        *) mkdir -p "$root$target"; mount --bind "$target" "$root$target" ;;
+    esac
+    exec chroot "$root" sh -c "$@"
+' sh "$ROOT" "$REPO" "$TARGET_DIR" "$inner" sh "$REPO" "$LIB_DIR" "$@"
