@@ -31,3 +31,8 @@ pub use session::{
     SessionObserver,
 };
 pub use store::{FileSessionStore, SessionBlob, SessionStore, StoreError};
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::HarnessError;
 
 /// How long [`TestProvider::start`] waits for the ready line by default.
-pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Longest wait for another process's `npm ci` (lock file) and for `npm ci` itself.
 const NPM_TIMEOUT: Duration = Duration::from_secs(300);
 /// A lock file older than this is considered abandoned.

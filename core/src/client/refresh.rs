@@ -186,8 +186,17 @@ impl Inner {
             Some(left) if !force && !left.is_zero() => left.min(self.config.lock.acquire_timeout),
             _ => self.config.lock.acquire_timeout,
         };
-        let lease = match self.coordinator.acquire_within(self.account(), &self.holder, wait).await
+        let started = std::time::Instant::now();
+        let mut attempt = self.coordinator.acquire_within(self.account(), &self.holder, wait).await;
+        if matches!(attempt, Err(Error::LockTimeout))
+            && !current.is_fresh(self.now(), Duration::ZERO)
         {
+            // The token expired while we waited: nothing better to hand out, so wait for the
+            // other holder for the rest of the acquire timeout (it is likely refreshing).
+            let rest = self.config.lock.acquire_timeout.saturating_sub(started.elapsed());
+            attempt = self.coordinator.acquire_within(self.account(), &self.holder, rest).await;
+        }
+        let lease = match attempt {
             Ok(l) => l,
             Err(e) if e.is_retryable() => return self.keep_if_valid(&current, force, e),
             Err(e) => return Err(e),
