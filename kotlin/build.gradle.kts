@@ -18,6 +18,8 @@ android {
     sourceSets {
         getByName("main") {
             java.srcDir("src/generated/kotlin")
+            // Android-only glue (Keystore), kept out of the JVM tests of scripts/test-kotlin.sh.
+            java.srcDir("src/main/android")
             jniLibs.srcDir("src/main/jniLibs")
         }
     }

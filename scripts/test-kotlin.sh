@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests the Kotlin API on the JVM: the generated bindings + the glue of kotlin/src/main,
 # compiled with kotlinc (warnings are errors), run with JNA against the host debug build of
-# latchkey-ffi. Also checks the AAR layout with the host library
+# latchkey-ffi, against the real test provider (tests/op, started here on 127.0.0.1 and
+# stopped on exit) with target/debug/latchkey-browser as the headless browser. Also checks the AAR layout with the host library
 # (scripts/build-aar.sh --host-layout-check) unless --no-aar is given.
 #
 #   scripts/test-kotlin.sh [--no-aar] [test name filters...]
@@ -55,6 +56,28 @@ if [[ "$aar" == 1 ]]; then
     scripts/build-aar.sh --host-layout-check --classes "$OUT/main" --lib-dir "$LIB_DIR" >&2
 fi
 
-exec java -Djna.library.path="$LIB_DIR" \
+# The test provider and the headless browser.
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$REPO/$TARGET_DIR"
+cargo build -q -p latchkey-e2e --bin latchkey-browser >&2
+[[ -d tests/op/node_modules ]] || (cd tests/op && npm ci --no-audit --no-fund >&2)
+OP_OUT="$(mktemp)"
+node tests/op/server.js --no-stdin-watch --parent-pid $$ >"$OP_OUT" 2>"$OP_OUT.log" &
+OP_PID=$!
+trap 'kill "$OP_PID" 2>/dev/null || true; rm -f "$OP_OUT" "$OP_OUT.log"' EXIT
+ISSUER=""
+for _ in $(seq 1 300); do
+    ISSUER="$(sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p' "$OP_OUT" | head -n1)"
+    [[ -n "$ISSUER" ]] && break
+    kill -0 "$OP_PID" 2>/dev/null || { cat "$OP_OUT.log" >&2; echo "test provider exited" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -n "$ISSUER" ]] || { echo "test provider not ready after 30 s" >&2; exit 1; }
+echo "test-kotlin.sh: test provider at $ISSUER" >&2
+
+status=0
+LATCHKEY_TEST_ISSUER="$ISSUER" LATCHKEY_BROWSER="$TARGET_DIR/debug/latchkey-browser" \
+    java -Djna.library.path="$LIB_DIR" \
     -cp "$JNA_JAR:$COROUTINES:$KOTLIN_LIB/kotlin-stdlib.jar:$KOTLIN_LIB/kotlin-test.jar:$OUT/main:$OUT/test" \
-    dev.latchkey.LatchkeyJvmTestKt "$@"
+    dev.latchkey.LatchkeyJvmTestKt "$@" || status=$?
+exit "$status"

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::db::Db;
-use super::lease::{self, Lease, LeaseShared};
+use super::lease::{self, Handoff, Lease, LeaseShared};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 
@@ -225,6 +225,8 @@ impl Coordinator {
         holder: &str,
         peek: bool,
     ) -> Result<Option<Arc<LeaseShared>>> {
+        // The value stays a `Handoff` (which frees the row when dropped) until this future
+        // has received it: a cancellation after the send can no longer leak the row.
         let (tx, rx) = oneshot::channel();
         let inner = Arc::clone(&self.inner);
         let account = account.to_owned();
@@ -250,10 +252,14 @@ impl Coordinator {
                 // it expire.
                 inner.register(&shared);
                 if let Some(tx) = tx.take() {
-                    if tx.send(Ok(Some(Arc::clone(&shared)))).is_err() {
-                        shared.take_release();
-                        inner.unregister(&shared);
-                        lease::release_row(conn, &shared)?;
+                    let handoff = Handoff::new(Arc::clone(&shared), Arc::clone(&inner));
+                    if let Err(Ok(Some(handoff))) = tx.send(Ok(Some(handoff))) {
+                        // Defused here and released inline (we hold the connection).
+                        if let Some(shared) = handoff.take() {
+                            shared.take_release();
+                            inner.unregister(&shared);
+                            lease::release_row(conn, &shared)?;
+                        }
                     }
                 }
                 Ok(())
@@ -264,8 +270,10 @@ impl Coordinator {
             }
         });
         drop(task);
-        rx.await
-            .map_err(|_| Error::Database { message: "lease attempt did not complete".into() })?
+        let handoff = rx
+            .await
+            .map_err(|_| Error::Database { message: "lease attempt did not complete".into() })??;
+        Ok(handoff.and_then(Handoff::take))
     }
 
     /// Closes the connection so this process holds no file lock (required before iOS

@@ -166,38 +166,73 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let guard = self.guard.take();
-        if !self.shared.take_release() {
-            return;
+        if self.shared.take_release() {
+            self.shared.stop_renewal();
+            release_detached(Arc::clone(&self.inner), Arc::clone(&self.shared), guard);
         }
-        self.shared.stop_renewal();
-        let shared = Arc::clone(&self.shared);
-        let inner = Arc::clone(&self.inner);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                // The guard moves into the task so in-process waiters proceed after the row
-                // is free; if the runtime drops the task unrun, the guard is dropped with it
-                // and the row simply expires.
-                handle.spawn(async move {
-                    let _guard = guard;
-                    let result = inner
-                        .blocking(move |inner, conn| {
-                            release_row(conn, &shared)?;
-                            inner.unregister(&shared);
-                            Ok(())
-                        })
-                        .await;
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "releasing a dropped lease failed; it will expire");
-                    }
-                });
-            }
-            Err(_) => {
-                let result = inner.db.with(|conn| release_row(conn, &shared));
-                inner.unregister(&shared);
+    }
+}
+
+/// Frees the row of a lease nobody will release explicitly: on the current Tokio runtime
+/// if there is one (the in-process `guard` moves into that task, so the next local waiter
+/// proceeds once the row is free; if the runtime drops the task unrun, the row expires),
+/// synchronously otherwise.
+fn release_detached(
+    inner: Arc<Inner>,
+    shared: Arc<LeaseShared>,
+    guard: Option<OwnedMutexGuard<()>>,
+) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move {
+                let _guard = guard;
+                let result = inner
+                    .blocking(move |inner, conn| {
+                        release_row(conn, &shared)?;
+                        inner.unregister(&shared);
+                        Ok(())
+                    })
+                    .await;
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "releasing a dropped lease failed; it will expire");
                 }
-                drop(guard);
+            });
+        }
+        Err(_) => {
+            let result = inner.db.with(|conn| release_row(conn, &shared));
+            inner.unregister(&shared);
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "releasing a dropped lease failed; it will expire");
+            }
+            drop(guard);
+        }
+    }
+}
+
+/// A freshly taken row on its way from the blocking pool to the acquiring task. If the
+/// acquiring future is cancelled before it becomes a [`Lease`], dropping this frees the row.
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    shared: Option<Arc<LeaseShared>>,
+    inner: Arc<Inner>,
+}
+
+impl Handoff {
+    pub(crate) fn new(shared: Arc<LeaseShared>, inner: Arc<Inner>) -> Self {
+        Handoff { shared: Some(shared), inner }
+    }
+
+    /// Defuses the handoff and returns the acquisition.
+    pub(crate) fn take(mut self) -> Option<Arc<LeaseShared>> {
+        self.shared.take()
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            if shared.take_release() {
+                release_detached(Arc::clone(&self.inner), shared, None);
             }
         }
     }

@@ -349,7 +349,7 @@ fn child_process_entry() {
             let lease = c.acquire(ACC, &format!("child-{}", std::process::id())).await.unwrap();
             println!("CHILD:acquired {}", lease.fence());
             std::io::stdout().flush().unwrap();
-            tokio::time::sleep(Duration::from_secs(600)).await;
+            tokio::time::sleep(Duration::from_secs(60)).await; // killed by the parent long before
         }),
         other => panic!("unknown child role {other}"),
     }
@@ -370,6 +370,18 @@ fn increment_counter_file(file: &Path, fence: u64) {
         .open(file.with_extension("log"))
         .unwrap();
     writeln!(log, "{fence}").unwrap();
+}
+
+/// Kills the child if the test fails before waiting for it.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn spawn_child(role: &str, envs: &[(&str, String)]) -> Child {
@@ -393,8 +405,10 @@ fn wait_for_line(child: &mut Child, prefix: &str) -> String {
     loop {
         line.clear();
         assert!(reader.read_line(&mut line).unwrap() > 0, "child exited before `{prefix}`");
-        if let Some(rest) = line.trim().strip_prefix(&format!("CHILD:{prefix}")) {
-            return rest.trim().to_owned();
+        // The harness prints "test NAME ... " without a newline before the child's output.
+        let marker = format!("CHILD:{prefix}");
+        if let Some(at) = line.find(&marker) {
+            return line[at + marker.len()..].trim().to_owned();
         }
     }
 }
@@ -412,7 +426,8 @@ async fn processes_and_tasks_incrementing_a_file_lose_no_update() {
         ("LK_COUNTER", counter.display().to_string()),
         ("LK_ITER", ITER.to_string()),
     ];
-    let children: Vec<Child> = (0..CHILDREN).map(|_| spawn_child("counter", &envs)).collect();
+    let children: Vec<KillOnDrop> =
+        (0..CHILDREN).map(|_| KillOnDrop(Some(spawn_child("counter", &envs)))).collect();
     let mut tasks = Vec::new();
     for t in 0..2 {
         let (c, counter) = (c.clone(), counter.clone());
@@ -434,8 +449,9 @@ async fn processes_and_tasks_incrementing_a_file_lose_no_update() {
     for t in tasks {
         t.await.unwrap();
     }
-    for mut child in children {
+    for mut guard in children {
         let out = tokio::task::spawn_blocking(move || {
+            let mut child = guard.0.take().unwrap();
             let line = wait_for_line(&mut child, "done");
             (line, child.wait().unwrap())
         })
@@ -457,16 +473,19 @@ async fn sigkilled_holder_blocks_others_for_at_most_the_lease() {
     let path = db_path(&dir);
     let lease_ms = 1_000u64;
     let c = open(&path, config(lease_ms, 300));
-    let mut child = spawn_child(
+    let child = spawn_child(
         "hold",
         &[("LK_DB", path.display().to_string()), ("LK_LEASE_MS", lease_ms.to_string())],
     );
-    let (fence, mut child) = tokio::task::spawn_blocking(move || {
-        let fence: u64 = wait_for_line(&mut child, "acquired").parse().unwrap();
-        (fence, child)
+    let mut guard = KillOnDrop(Some(child));
+    let (fence, mut guard) = tokio::task::spawn_blocking(move || {
+        let child = guard.0.as_mut().unwrap();
+        let fence: u64 = wait_for_line(child, "acquired").parse().unwrap();
+        (fence, guard)
     })
     .await
     .unwrap();
+    let mut child = guard.0.take().unwrap();
     // Renewed by the child: still held after more than one lease time.
     tokio::time::sleep(Duration::from_millis(lease_ms + 500)).await;
     assert!(c.try_acquire(ACC, "parent").await.unwrap().is_none());

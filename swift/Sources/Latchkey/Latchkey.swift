@@ -6,22 +6,55 @@
 public enum Latchkey {
     /// The version of the native Latchkey library.
     public static var version: String { latchkeyVersion() }
-
-    /// Facts about the native library.
-    public static var buildInfo: BuildInfo { LatchkeyGenerated.buildInfo() }
 }
 
-/// An ``Echo`` backed by an async closure, so callers need not declare a class.
-public final class ClosureEcho: Echo {
-    private let body: @Sendable (String) async throws -> String
+/// A ``SessionObserver`` backed by a closure. It is called synchronously on a Latchkey
+/// thread: keep it short and hop to the main actor yourself for UI work.
+public final class ClosureSessionObserver: SessionObserver {
+    private let body: @Sendable (SessionEvent) -> Void
 
-    /// An echo that runs `body` for every call from Rust.
-    public init(_ body: @escaping @Sendable (String) async throws -> String) {
+    /// An observer that runs `body` for every event.
+    public init(_ body: @escaping @Sendable (SessionEvent) -> Void) {
         self.body = body
     }
 
-    /// Called by the Rust library.
-    public func echo(message: String) async throws -> String {
-        try await body(message)
+    /// Called by the Rust library once per event.
+    public func onEvent(event: SessionEvent) {
+        body(event)
+    }
+}
+
+extension LatchkeyClient {
+    /// Registers `observer` and returns it, for one-line setup.
+    @discardableResult
+    public func observe(_ body: @escaping @Sendable (SessionEvent) -> Void) -> SessionObserver {
+        let observer = ClosureSessionObserver(body)
+        addObserver(observer: observer)
+        return observer
+    }
+
+    /// The registration in use as JSON, to persist (it may hold the registration access
+    /// token: store it in the keychain). Nil when not registered.
+    public func registrationJSON() -> String? {
+        registration()?.toJson()
+    }
+
+    /// Restores a registration saved with ``registrationJSON()``. Returns false for nil.
+    /// Throws ``LatchkeyError/Config(reason:)`` when it is not a registration of this issuer.
+    @discardableResult
+    public func restoreRegistration(json: String?) throws -> Bool {
+        guard let json else { return false }
+        try restoreRegistration(registration: ClientRegistration.fromJson(json: json))
+        return true
+    }
+
+    /// True when the error means the user has to sign in again.
+    public static func requiresSignIn(_ error: Error) -> Bool {
+        switch error {
+        case LatchkeyError.ReauthRequired, LatchkeyError.LoggedOut, LatchkeyError.NoSession:
+            return true
+        default:
+            return false
+        }
     }
 }

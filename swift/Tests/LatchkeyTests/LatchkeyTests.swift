@@ -1,105 +1,167 @@
+import Foundation
 import Latchkey
 import XCTest
 
-/// A Swift error that is not a `DemoError`: Rust receives it as an unexpected callback error.
-struct OtherError: Error, CustomStringConvertible {
-    let description = "other failure"
-}
-
-/// A foreign implementation of the Rust trait, as an app would write it.
-final class Shouting: Echo {
-    func echo(message: String) async throws -> String {
-        if message == "bad" {
-            throw DemoError.InvalidInput(field: "message", reason: "rejected by Swift")
-        }
-        if message == "other" {
-            throw OtherError()
-        }
-        try await Task.sleep(nanoseconds: 1_000_000)
-        return message.uppercased()
-    }
-}
-
 final class LatchkeyTests: XCTestCase {
-    func testVersionAndRecord() {
+    func testVersion() {
         XCTAssertEqual(Latchkey.version, "0.1.0")
-        XCTAssertEqual(Latchkey.buildInfo, BuildInfo(version: "0.1.0", debug: true))
     }
 
-    func testAsyncFunction() async throws {
-        let reply = try await delayedEcho(message: "hello", delayMs: 5)
-        XCTAssertEqual(reply, "hello")
-    }
+    func testRegisterLoginFreshTokenForcedRefreshLogout() async throws {
+        let store = MemoryStore()
+        let observer = RecordingObserver()
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: store)
+        client.addObserver(observer: observer)
+        XCTAssertEqual(client.state(), .unregistered)
+        let provider = try await client.provider()
+        XCTAssertTrue(provider.supportsRegistration)
 
-    func testTypedErrorWithFields() async {
+        let session = try await signIn(client)
+        XCTAssertFalse(session.subject.isEmpty)
+        XCTAssertEqual(session.issuer, try Provider.issuer())
+        XCTAssertTrue(session.hasRefreshToken)
+        XCTAssertEqual(client.state(), .authenticated)
+        XCTAssertTrue(store.has("default"))
+        let token = try await client.accessToken()
+        XCTAssertFalse(token.isEmpty)
+        let claims = try await client.userinfo()
+        XCTAssertTrue(claims.contains("\"sub\":\"\(session.subject)\""))
+
+        let before = try await Provider.counter("refresh_grants")
+        let outcome = try await client.refresh()
+        guard case .refreshed(let generation) = outcome else {
+            return XCTFail("expected a refresh, got \(outcome)")
+        }
+        XCTAssertGreaterThan(generation, session.generation)
+        let after = try await Provider.counter("refresh_grants")
+        XCTAssertEqual(after, before + 1)
+        XCTAssertEqual(client.session()?.generation, generation)
+        XCTAssertTrue(observer.events.contains { $0.event == .refreshed && $0.generation == generation },
+                      "observer saw the refresh: \(observer.events.map(\.event))")
+
+        let logout = try await client.logout(
+            options: LogoutOptions(postLogoutRedirectUri: "dev.latchkey.test:/logged-out"))
+        XCTAssertTrue(logout.refreshTokenRevoked)
+        XCTAssertNotNil(logout.endSessionUrl)
+        XCTAssertFalse(store.has("default"))
+        XCTAssertEqual(client.state(), .loggedOut)
+        XCTAssertTrue(observer.events.contains { $0.event == .loggedOut })
         do {
-            _ = try await delayedEcho(message: "", delayMs: 0)
-            XCTFail("expected an error")
-        } catch DemoError.InvalidInput(let field, let reason) {
-            XCTAssertEqual(field, "message")
-            XCTAssertEqual(reason, "must not be empty")
+            _ = try await client.accessToken()
+            XCTFail("expected an error after logout")
         } catch {
-            XCTFail("unexpected error \(error)")
+            XCTAssertTrue(LatchkeyClient.requiresSignIn(error), "\(error)")
         }
     }
 
-    func testObjectAsyncMethods() async throws {
-        let counter = Counter(start: UInt64.max - 3)
-        let value = try await counter.add(amount: 2)
-        XCTAssertEqual(value, UInt64.max - 1)
-        XCTAssertEqual(counter.value(), UInt64.max - 1)
-        do {
-            _ = try await counter.add(amount: 5)
-            XCTFail("expected an overflow")
-        } catch let error as DemoError {
-            XCTAssertEqual(error, .Overflow(current: UInt64.max - 1, amount: 5))
-        }
-    }
-
-    func testConcurrentCallsOnOneObject() async throws {
-        let counter = Counter(start: 0)
-        try await withThrowingTaskGroup(of: UInt64.self) { group in
-            for _ in 0..<50 {
-                group.addTask { try await counter.add(amount: 1) }
+    func testRegistrationPersistsAsJSON() async throws {
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: MemoryStore())
+        _ = try await client.register(options: registrationOptions())
+        let json = try XCTUnwrap(client.registrationJSON())
+        let other = try await LatchkeyClient.create(config: try config(try tempDir()), store: MemoryStore())
+        XCTAssertTrue(try other.restoreRegistration(json: json))
+        XCTAssertEqual(other.state(), .registered)
+        XCTAssertEqual(other.registration()?.redirectUris(), [redirectURI])
+        XCTAssertThrowsError(try ClientRegistration.fromJson(json: "{}")) { error in
+            guard case LatchkeyError.Config(let reason) = error else {
+                return XCTFail("expected Config, got \(error)")
             }
-            try await group.waitForAll()
-        }
-        XCTAssertEqual(counter.value(), 50)
-    }
-
-    func testForeignTraitCalledFromRust() async throws {
-        let reply = try await callEcho(echo: Shouting(), message: "hi")
-        XCTAssertEqual(reply, "rust(HI)")
-        let counter = Counter(start: 1)
-        let total = try await counter.addEchoLength(echo: Shouting(), message: "four")
-        XCTAssertEqual(total, 5)
-    }
-
-    func testClosureEcho() async throws {
-        let reply = try await callEcho(echo: ClosureEcho { "<\($0)>" }, message: "x")
-        XCTAssertEqual(reply, "rust(<x>)")
-    }
-
-    func testForeignImplementationThrowsTypedError() async {
-        do {
-            _ = try await callEcho(echo: Shouting(), message: "bad")
-            XCTFail("expected an error")
-        } catch DemoError.InvalidInput(let field, let reason) {
-            XCTAssertEqual(field, "message")
-            XCTAssertEqual(reason, "rejected by Swift")
-        } catch {
-            XCTFail("unexpected error \(error)")
+            XCTAssertTrue(reason.contains("registration"))
         }
     }
 
-    func testForeignImplementationThrowsOtherError() async {
+    func testFailingSaveIsRetriedThenSucceeds() async throws {
+        let store = MemoryStore(failSaves: 2)
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: store)
+        _ = try await signIn(client)
+        XCTAssertEqual(store.saveAttempts, 3)
+        XCTAssertTrue(store.has("default"))
+    }
+
+    func testSaveThatKeepsFailingSurfacesTypedStoreError() async throws {
+        let store = MemoryStore(failSaves: .max, retryable: true)
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: store)
         do {
-            _ = try await callEcho(echo: Shouting(), message: "other")
-            XCTFail("expected an error")
-        } catch DemoError.Callback(let reason) {
+            _ = try await signIn(client)
+            XCTFail("expected a store error")
+        } catch LatchkeyError.Store(let operation, let detail, let retryable) {
+            XCTAssertEqual(operation, "save")
+            XCTAssertTrue(retryable)
+            XCTAssertTrue(detail.contains("keychain locked"), detail)
+        }
+        XCTAssertGreaterThan(store.saveAttempts, 1)
+        XCTAssertFalse(store.has("default"))
+    }
+
+    func testPermanentSaveFailureIsNotRetried() async throws {
+        let store = MemoryStore(failSaves: .max, retryable: false)
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: store)
+        do {
+            _ = try await signIn(client)
+            XCTFail("expected a store error")
+        } catch LatchkeyError.Store(_, _, let retryable) {
+            XCTAssertFalse(retryable)
+        }
+        XCTAssertEqual(store.saveAttempts, 1)
+    }
+
+    func testExtensionRestoresSessionThroughAsyncForeignLoad() async throws {
+        let dir = try tempDir()
+        let store = MemoryStore()
+        let app = try await LatchkeyClient.create(config: try config(dir), store: store)
+        let session = try await signIn(app)
+        let json = try XCTUnwrap(app.registrationJSON())
+        let loadsBefore = store.loads
+
+        let ext = try await LatchkeyClient.create(config: try config(dir, holder: "extension"), store: store)
+        try ext.restoreRegistration(json: json)
+        let restored = try await ext.restoreSession()
+        XCTAssertEqual(restored?.subject, session.subject)
+        XCTAssertGreaterThan(store.loads, loadsBefore)
+        let token = try await ext.accessToken()
+        XCTAssertFalse(token.isEmpty)
+    }
+
+    func testErrorsAreTypedWithFields() async throws {
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: MemoryStore())
+        do {
+            _ = try await client.startLogin(options: LoginOptions())
+            XCTFail("expected NotRegistered")
+        } catch LatchkeyError.NotRegistered {}
+        _ = try await client.register(options: registrationOptions())
+        let none = try await client.restoreSession()
+        XCTAssertNil(none)
+        do {
+            _ = try await client.accessToken()
+            XCTFail("expected NoSession")
+        } catch LatchkeyError.NoSession {}
+
+        let start = try await client.startLogin(options: LoginOptions())
+        let denied = try browse(start.url, deny: true)
+        do {
+            _ = try await client.finishLogin(redirectUrl: denied)
+            XCTFail("expected an authorization error")
+        } catch LatchkeyError.Authorization(let code, _) {
+            XCTAssertEqual(code, "access_denied")
+        }
+
+        let pending = try await client.startLogin(options: LoginOptions())
+        XCTAssertTrue(client.abortLogin(state: pending.state))
+        XCTAssertFalse(client.abortLogin(state: pending.state))
+        do {
+            _ = try await client.finishLogin(
+                redirectUrl: "\(redirectURI)?code=x&state=\(pending.state)&iss=\(try Provider.issuer())")
+            XCTFail("expected AuthorizationResponse")
+        } catch LatchkeyError.AuthorizationResponse(let reason) {
             XCTAssertFalse(reason.isEmpty)
-        } catch {
-            XCTFail("unexpected error \(error)")
+        }
+
+        do {
+            _ = try await LatchkeyClient.create(
+                config: try config(try tempDir(), insecure: false), store: MemoryStore())
+            XCTFail("expected InsecureUrl")
+        } catch LatchkeyError.InsecureUrl(let reason) {
+            XCTAssertFalse(reason.isEmpty)
         }
     }
 }

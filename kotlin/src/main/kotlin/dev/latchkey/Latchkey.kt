@@ -7,14 +7,25 @@ object Latchkey {
     /** The version of the native Latchkey library. */
     val version: String
         get() = latchkeyVersion()
-
-    /** Facts about the native library. */
-    val buildInfo: BuildInfo
-        get() = dev.latchkey.buildInfo()
 }
 
-/** An [Echo] backed by a suspending lambda, so callers need not declare a class. */
-fun echoOf(block: suspend (String) -> String): Echo =
-    object : Echo {
-        override suspend fun echo(message: String): String = block(message)
+/** A [SessionObserver] backed by a lambda. Called on a Latchkey thread: keep it short. */
+fun sessionObserverOf(block: (SessionEvent) -> Unit): SessionObserver =
+    object : SessionObserver {
+        override fun onEvent(event: SessionEvent) = block(event)
     }
+
+/** Persists [registration] as JSON through [write]; see [restoreRegistrationFrom]. */
+fun LatchkeyClient.saveRegistrationTo(write: (String) -> Unit) {
+    registration()?.use { write(it.toJson()) }
+}
+
+/**
+ * Restores a registration saved with [saveRegistrationTo]. Returns false when [json] is null.
+ * Throws [LatchkeyException.Config] when it is not a registration of this issuer.
+ */
+fun LatchkeyClient.restoreRegistrationFrom(json: String?): Boolean {
+    if (json == null) return false
+    ClientRegistration.fromJson(json).use { restoreRegistration(it) }
+    return true
+}
