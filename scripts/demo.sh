@@ -240,7 +240,7 @@ const codes = codesArg.split(' ').map(Number);
   console.log(`    refreshes made by the processes        ${num(refreshes.length, 4)}   (${holders.map((h) => `${h} ${of('refreshed', h).length}`).join(', ')})`);
   console.log(`    tokens adopted from another process    ${num(adoptions.length, 4)}   (loaded from the shared store, no network)`);
   console.log(`    reuse detections                       ${num(counters.reuse_detections, 4)}   (a consumed refresh token sent again: must be 0)`);
-  console.log(`    token requests answered                ${num(calls, 4)}   (slowest ${slowest} ms; errors ${errors})`);
+  console.log(`    token requests answered                ${num(calls, 4)}   (slowest ${slowest} ms; ${errors} transient failure(s))`);
   console.log(`    processes that lost the session        ${num(ended.length, 4)}   ${ended.length ? '(' + ended.join(', ') + ')' : ''}`);
   console.log('');
   console.log('    Per process');
@@ -258,8 +258,28 @@ const codes = codesArg.split(' ').map(Number);
       .map((a) => `${a.holder} +${Math.max(0, a.at_ms - r.at_ms)} ms`);
     console.log(`      ${num(((r.at_ms - t0) / 1000).toFixed(2), 6)} s  generation ${num(r.generation, 3)}  ${pad(r.holder, 24)} ${followers.length ? 'adopted by ' + followers.join(', ') : ''}`);
   }
+  // Failures, grouped: the tasks of one process share one refresh, so they fail together.
+  const groups = new Map();
   for (const e of events.filter((x) => x.event === 'error' || x.event === 'refresh_failed' || x.event === 'session_ended')) {
-    console.log(`      ${num(((e.at_ms - t0) / 1000).toFixed(2), 6)} s  ${e.event} in ${e.holder}: ${e.message || e.detail || ''}`);
+    const key = `${e.holder}|${e.message || e.detail || ''}|${Math.round((e.at_ms - t0) / 100)}`;
+    const g = groups.get(key) || { first: e, calls: 0, refreshes: 0, ended: 0 };
+    if (e.event === 'error') g.calls += 1;
+    if (e.event === 'refresh_failed') g.refreshes += 1;
+    if (e.event === 'session_ended') g.ended += 1;
+    groups.set(key, g);
+  }
+  if (groups.size) {
+    console.log('');
+    console.log('    Failures (transient ones keep the session; the next request retries)');
+  }
+  for (const g of groups.values()) {
+    const e = g.first;
+    const what = [
+      g.refreshes ? `refresh failed` : '',
+      g.calls ? `${g.calls} token request(s) failed` : '',
+      g.ended ? 'SESSION ENDED' : '',
+    ].filter(Boolean).join(', ');
+    console.log(`      ${num(((e.at_ms - t0) / 1000).toFixed(2), 6)} s  ${pad(e.holder, 24)} ${what}: ${e.message || e.detail || ''}`);
   }
   console.log('');
   const problems = [];
