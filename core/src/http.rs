@@ -22,6 +22,34 @@ pub struct HttpConfig {
     /// Allow `http://` URLs whose host is a loopback address (127.0.0.0/8, ::1) or
     /// `localhost`. Off by default; for development providers and tests only.
     pub allow_insecure_loopback: bool,
+    /// Which certificate authorities TLS trusts.
+    pub trust: TrustRoots,
+}
+
+/// The certificate authorities trusted for https.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrustRoots {
+    /// The operating system's verifier and trust store (rustls-platform-verifier): honours
+    /// user-installed and enterprise roots. The default on iOS, macOS, Linux and Windows.
+    /// On Android it needs the verifier's JNI initialisation with the app's Context.
+    Platform,
+    /// Mozilla's root store compiled into the library (webpki-roots). Needs no platform
+    /// set-up; the default on Android. Also used when the platform verifier cannot be
+    /// built (e.g. a container without any CA certificates).
+    Bundled,
+    /// Exactly these roots (DER-encoded certificates), e.g. a private CA.
+    Custom(Vec<Vec<u8>>),
+}
+
+impl Default for TrustRoots {
+    fn default() -> Self {
+        if cfg!(target_os = "android") {
+            TrustRoots::Bundled
+        } else {
+            TrustRoots::Platform
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -31,6 +59,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
             allow_insecure_loopback: false,
+            trust: TrustRoots::default(),
         }
     }
 }
@@ -120,13 +149,39 @@ impl HttpClient {
     /// Fails with [`Error::Config`] when the TLS stack cannot be initialised.
     pub fn new(config: HttpConfig) -> Result<Self> {
         install_crypto_provider();
-        let inner = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::config(format!("HTTP client: {e}")))?;
+        let base = || {
+            reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .timeout(config.request_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
+        };
+        let http_err = |e: reqwest::Error| Error::config(format!("HTTP client: {e}"));
+        let inner = match &config.trust {
+            TrustRoots::Platform => match base().build() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "platform certificate verifier unavailable; using the bundled roots");
+                    base()
+                        .tls_backend_preconfigured(rustls_config(bundled_roots())?)
+                        .build()
+                        .map_err(http_err)?
+                }
+            },
+            TrustRoots::Bundled => base()
+                .tls_backend_preconfigured(rustls_config(bundled_roots())?)
+                .build()
+                .map_err(http_err)?,
+            TrustRoots::Custom(ders) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for der in ders {
+                    roots
+                        .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                        .map_err(|e| Error::config(format!("custom root certificate: {e}")))?;
+                }
+                base().tls_backend_preconfigured(rustls_config(roots)?).build().map_err(http_err)?
+            }
+        };
         Ok(HttpClient { inner, config: Arc::new(config) })
     }
 
@@ -223,6 +278,22 @@ impl HttpClient {
     }
 }
 
+fn bundled_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
+}
+
+/// A rustls client configuration on the ring provider with `roots`.
+fn rustls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 fn not_sent(error: Error) -> HttpFailure {
     HttpFailure { error, maybe_processed: false }
 }
@@ -314,6 +385,19 @@ mod tests {
         assert!(check_url("http://localhost/x", true).is_ok());
         assert!(check_url("ftp://127.0.0.1/x", true).is_err());
         assert!(check_url("not a url", true).is_err());
+    }
+
+    #[test]
+    fn every_trust_choice_builds_a_client() {
+        for trust in [TrustRoots::Platform, TrustRoots::Bundled, TrustRoots::Custom(vec![])] {
+            let c = HttpClient::new(HttpConfig { trust: trust.clone(), ..Default::default() });
+            assert!(c.is_ok(), "{trust:?}");
+        }
+        let bad = HttpConfig {
+            trust: TrustRoots::Custom(vec![b"not DER".to_vec()]),
+            ..Default::default()
+        };
+        assert!(matches!(HttpClient::new(bad), Err(Error::Config { .. })));
     }
 
     #[test]
