@@ -11,6 +11,7 @@
 pub mod browser;
 mod error;
 pub mod flow;
+pub mod listener;
 pub mod op;
 pub mod workers;
 

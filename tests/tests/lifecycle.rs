@@ -368,3 +368,115 @@ async fn wrong_issuer_and_http_issuer_fail_clearly() {
     assert!(matches!(err, Error::Network { .. }), "{err:?}");
     assert!(err.is_retryable());
 }
+
+#[tokio::test]
+async fn pause_closes_the_database_and_resume_reopens_it() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+    sign_in(&client, "alice").await.unwrap();
+    assert!(dir.path().join("lock.db-wal").exists(), "WAL in use while open");
+    client.pause().await;
+    // The last connection closed: SQLite checkpointed and removed the WAL and shared memory.
+    assert!(!dir.path().join("lock.db-wal").exists(), "no file held in the background");
+    assert!(!dir.path().join("lock.db-shm").exists());
+    // The in-memory token is still served while paused (no SQLite needed).
+    assert!(client.access_token().await.is_ok());
+    client.resume();
+    assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 });
+}
+
+#[tokio::test]
+async fn two_accounts_share_one_database_independently() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    let reg = register(&alice, None).await.unwrap();
+    let mut cfg = test_config(op.issuer(), dir.path(), "app");
+    cfg.account = "second".into();
+    let bob = file_client(cfg, dir.path()).unwrap();
+    bob.restore_registration(reg).unwrap();
+    sign_in(&alice, "alice").await.unwrap();
+    let b = sign_in(&bob, "bob").await.unwrap();
+    assert_eq!(b.subject, "bob");
+    assert_eq!(b.generation, 1, "generations are per account");
+    assert!(
+        dir.path().join("session.json").exists() && dir.path().join("session-second.json").exists()
+    );
+    alice.refresh().await.unwrap();
+    assert_eq!(alice.session().unwrap().generation, 2);
+    alice.logout(EndSessionOptions::default()).await.unwrap();
+    // Bob's session is untouched by Alice's refresh and logout.
+    assert_eq!(bob.sync().await.unwrap().unwrap().generation, 1);
+    assert_eq!(bob.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 });
+}
+
+#[tokio::test]
+async fn backchannel_logout_token_ends_the_session_everywhere() {
+    use latchkey_e2e::browser::Browser;
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    let (bc_url, delivered) = latchkey_e2e::listener::one_shot("/backchannel").await.unwrap();
+    let mut extra = serde_json::Map::new();
+    extra.insert("backchannel_logout_uri".into(), serde_json::json!(bc_url));
+    let reg = client
+        .register(latchkey::RegistrationRequest {
+            redirect_uris: vec![flow::REDIRECT_URI.into()],
+            post_logout_redirect_uris: vec!["dev.latchkey.test:/logged-out".into()],
+            extra,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // One browser for login and end-session: the provider knows its session by cookie.
+    let browser = Browser::new().unwrap();
+    let start = client.start_login(latchkey::AuthorizationOptions::default()).await.unwrap();
+    let redirect = browser
+        .login(&start.url, &LoginOptions::default().redirect_prefix(flow::REDIRECT_URI))
+        .await
+        .unwrap();
+    client.finish_login(&redirect).await.unwrap();
+    let other = file_client(test_config(op.issuer(), dir.path(), "widget"), dir.path()).unwrap();
+    other.restore_registration(reg).unwrap();
+    other.restore_session().await.unwrap().unwrap();
+
+    let url = client
+        .end_session_url(EndSessionOptions {
+            post_logout_redirect_uri: Some("dev.latchkey.test:/logged-out".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    browser.end_session(&url).await.unwrap();
+    let request = tokio::time::timeout(Duration::from_secs(10), delivered).await.unwrap().unwrap();
+    let body = request.split("\r\n\r\n").nth(1).unwrap();
+    let token: String = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+
+    // A tampered token is refused and changes nothing.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["jti"] = serde_json::json!("replayed");
+    let forged = format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2]);
+    match client.handle_backchannel_logout(&forged).await {
+        Err(Error::IdToken { reason }) => assert!(reason.contains("signature"), "{reason}"),
+        other => panic!("forged token accepted: {other:?}"),
+    }
+    assert!(matches!(client.handle_backchannel_logout(&forged).await, Err(Error::IdToken { .. })));
+    assert!(matches!(
+        client.handle_backchannel_logout("not.a.jwt").await,
+        Err(Error::IdToken { .. })
+    ));
+    assert_eq!(client.state(), LifecycleState::Authenticated);
+
+    assert!(client.handle_backchannel_logout(&token).await.unwrap());
+    assert_eq!(client.state(), LifecycleState::LoggedOut);
+    assert!(matches!(other.sync().await, Err(Error::LoggedOut)));
+}

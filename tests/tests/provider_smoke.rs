@@ -397,52 +397,11 @@ async fn unknown_user_is_rejected() -> TestResult {
     Ok(())
 }
 
-/// A one-shot loopback HTTP listener: answers 200 to the first request and hands back its
-/// request line and body.
-async fn one_shot_listener(
-) -> Result<(String, tokio::sync::oneshot::Receiver<String>), Box<dyn std::error::Error>> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://127.0.0.1:{}/backchannel", listener.local_addr()?.port());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let Ok((mut sock, _)) = listener.accept().await else { return };
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        // Read headers, then Content-Length bytes of body.
-        loop {
-            let Ok(n) = sock.read(&mut chunk).await else { return };
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf).to_string();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let len = text[..end]
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
-                    })
-                    .unwrap_or(0usize);
-                if buf.len() >= end + 4 + len {
-                    break;
-                }
-            }
-        }
-        let _ = sock
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            .await;
-        let _ = tx.send(String::from_utf8_lossy(&buf).to_string());
-    });
-    Ok((url, rx))
-}
-
 #[tokio::test]
 async fn end_session_in_the_same_browser_sends_backchannel_logout() -> TestResult {
     let op = TestProvider::start(ProviderOptions::default()).await?;
     let meta = discovery(&op).await?;
-    let (bc_url, delivered) = one_shot_listener().await?;
+    let (bc_url, delivered) = latchkey_e2e::listener::one_shot("/backchannel").await?;
     let post_logout = "http://127.0.0.1/logged-out";
     let client = register(
         &op,

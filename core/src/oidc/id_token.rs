@@ -57,7 +57,8 @@ pub struct IdTokenInfo {
     pub nonce: Option<String>,
 }
 
-const ALGS: [CoreJwsSigningAlgorithm; 8] = [
+/// The asymmetric signature algorithms accepted for ID and logout tokens.
+pub(crate) const ALGS: [CoreJwsSigningAlgorithm; 8] = [
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
