@@ -115,6 +115,13 @@ impl LatchkeyClient {
         Ok(self.inner.logout(options.into()).await?.into())
     }
 
+    /// Handles a back-channel logout token relayed by the app's backend (e.g. in a push):
+    /// validates it and, when it names this session, logs out in every process. Returns
+    /// whether a session was ended. Fails (session kept) for an invalid token.
+    pub async fn handle_backchannel_logout(&self, logout_token: String) -> Result<bool> {
+        Ok(self.inner.handle_backchannel_logout(&logout_token).await?)
+    }
+
     /// The RP-initiated logout URL, without logging out locally.
     pub async fn end_session_url(&self, options: LogoutOptions) -> Result<String> {
         Ok(self.inner.end_session_url(options.into()).await?)

@@ -33,6 +33,34 @@ pub struct LatchkeyConfig {
     /// Time allowed for one HTTP request and response, seconds.
     #[uniffi(default = 30)]
     pub request_timeout_secs: u64,
+    /// Which certificate authorities https trusts (None: the platform verifier, except on
+    /// Android, where the bundled Mozilla roots are used).
+    #[uniffi(default = None)]
+    pub trust: Option<TrustRoots>,
+}
+
+/// The certificate authorities trusted for https.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum TrustRoots {
+    /// The operating system's verifier and trust store.
+    Platform,
+    /// Mozilla's root store compiled into the library (no platform set-up needed).
+    Bundled,
+    /// Exactly these DER-encoded root certificates (e.g. a private CA).
+    Custom {
+        /// DER certificates.
+        certificates: Vec<Vec<u8>>,
+    },
+}
+
+impl From<TrustRoots> for latchkey::http::TrustRoots {
+    fn from(t: TrustRoots) -> Self {
+        match t {
+            TrustRoots::Platform => latchkey::http::TrustRoots::Platform,
+            TrustRoots::Bundled => latchkey::http::TrustRoots::Bundled,
+            TrustRoots::Custom { certificates } => latchkey::http::TrustRoots::Custom(certificates),
+        }
+    }
 }
 
 impl LatchkeyConfig {
@@ -44,6 +72,9 @@ impl LatchkeyConfig {
         config.http.allow_insecure_loopback = self.allow_insecure_loopback;
         config.http.request_timeout = std::time::Duration::from_secs(self.request_timeout_secs);
         config.refresh_margin = std::time::Duration::from_secs(self.refresh_margin_secs);
+        if let Some(trust) = self.trust.clone() {
+            config.http.trust = trust.into();
+        }
         config
     }
 }

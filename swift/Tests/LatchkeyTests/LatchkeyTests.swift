@@ -155,6 +155,12 @@ final class LatchkeyTests: XCTestCase {
         } catch LatchkeyError.AuthorizationResponse(let reason) {
             XCTAssertFalse(reason.isEmpty)
         }
+        do {
+            _ = try await client.handleBackchannelLogout(logoutToken: "eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+            XCTFail("expected a rejected logout token")
+        } catch LatchkeyError.AuthorizationResponse(let reason) {
+            XCTAssertTrue(reason.contains("logout token"), reason)
+        }
 
         do {
             _ = try await LatchkeyClient.create(

@@ -144,6 +144,10 @@ private fun registerTests() {
             assertFailsWith<LatchkeyException.AuthorizationResponse> {
                 client.finishLogin("$REDIRECT_URI?code=x&state=${unknown.state}&iss=${Provider.issuer}")
             }
+            val forged = assertFailsWith<LatchkeyException.AuthorizationResponse> {
+                client.handleBackchannelLogout("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+            }
+            assertTrue(forged.reason.contains("logout token"), forged.reason)
         }
         val insecure = assertFailsWith<LatchkeyException.InsecureUrl> {
             LatchkeyClient.create(config(tempDir()).copy(allowInsecureLoopback = false), MemoryStore())
