@@ -158,7 +158,7 @@ final class LatchkeyTests: XCTestCase {
         do {
             _ = try await client.handleBackchannelLogout(logoutToken: "eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
             XCTFail("expected a rejected logout token")
-        } catch LatchkeyError.AuthorizationResponse(let reason) {
+        } catch LatchkeyError.InvalidResponse(let reason) {
             XCTAssertTrue(reason.contains("logout token"), reason)
         }
 

@@ -144,7 +144,7 @@ private fun registerTests() {
             assertFailsWith<LatchkeyException.AuthorizationResponse> {
                 client.finishLogin("$REDIRECT_URI?code=x&state=${unknown.state}&iss=${Provider.issuer}")
             }
-            val forged = assertFailsWith<LatchkeyException.AuthorizationResponse> {
+            val forged = assertFailsWith<LatchkeyException.InvalidResponse> {
                 client.handleBackchannelLogout("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
             }
             assertTrue(forged.reason.contains("logout token"), forged.reason)
