@@ -49,7 +49,10 @@ fn io_err(e: std::io::Error) -> StoreError {
     StoreError { message: format!("file store: {}", e.kind()), retryable }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replaces `path` with `bytes` atomically (temporary file with mode 0600, fsync, rename), so
+/// a reader in another process sees the old or the new content, never a torn one. Creates
+/// the parent directory when missing. Used for session files and other private state.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -83,7 +86,7 @@ impl SessionStore for FileSessionStore {
         let bytes = serde_json::to_vec_pretty(&on_disk)
             .map_err(|_| StoreError::permanent("file store: cannot encode"))?;
         let path = self.path_for(account);
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+        tokio::task::spawn_blocking(move || write_private_file(&path, &bytes))
             .await
             .map_err(|_| StoreError::transient("file store: writer task failed"))?
             .map_err(io_err)

@@ -7,7 +7,7 @@
 
 mod file;
 
-pub use file::FileSessionStore;
+pub use file::{write_private_file, FileSessionStore};
 
 use async_trait::async_trait;
 

@@ -1,7 +1,6 @@
 //! The state directory (lock.db, registration.json, session.json) and building a client
 //! over it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -100,32 +99,14 @@ impl StateDir {
     /// registration_access_token).
     pub fn save_registration(&self, reg: &ClientRegistration) -> Result<(), CliError> {
         self.ensure()?;
-        let bytes = serde_json::to_vec_pretty(reg).map_err(|e| {
+        let mut bytes = serde_json::to_vec_pretty(reg).map_err(|e| {
             CliError::new(EXIT_PROTOCOL, "internal", format!("cannot encode the registration: {e}"))
         })?;
+        bytes.push(b'\n');
         let path = self.registration_path();
-        write_atomic(&path, &bytes)
+        latchkey::store::write_private_file(&path, &bytes)
             .map_err(|e| CliError::io(format!("cannot write {}", path.display()), &e))
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".registration.{}.tmp", std::process::id()));
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 /// Refuses `--insecure-loopback` for anything but an http issuer on 127.0.0.0/8 or ::1
