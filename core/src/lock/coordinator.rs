@@ -1,0 +1,314 @@
+//! [`Coordinator`]: the handle on the shared database, its timings, acquiring leases
+//! (waiting, polling, timeouts) and `pause` / `resume`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng as _;
+use rusqlite::Connection;
+use tokio::time::Instant;
+
+use super::db::Db;
+use super::lease::{self, Handoff, Lease, LeaseShared};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+
+/// Timings of the lease lock. The defaults suit a refresh that makes one HTTP request.
+///
+/// - `lease` (3 s): how long a holder that stops renewing (killed, frozen, suspended) blocks
+///   the others. It must cover at least two renewal periods so one late renewal is harmless.
+/// - `renew_every` (1 s): one small write per second while a lease is held — a refresh
+///   usually finishes before the first one.
+/// - `acquire_timeout` (10 s): how long [`Coordinator::acquire`] waits before
+///   [`Error::LockTimeout`]; longer than `lease`, so a dead holder never causes a timeout.
+/// - `busy_timeout` (5 s): SQLite's wait for the write lock of another connection; writes
+///   here last microseconds, so it is only reached when a process froze mid-write.
+/// - `poll_interval` (1 ms): a waiter whose lease is held by another process reads the row
+///   every `poll_interval` ± 50 %, uniformly jittered so simultaneous waiters spread out
+///   (Tokio's 1 ms timer makes that 1–2 ms in practice). A read in WAL mode never blocks the
+///   holder, and a waiter writes only when the row looks free. Waiters of the same process
+///   do not poll: they queue in-process and are woken by the release. Polling lasts only as
+///   long as the wait (bounded by the acquire timeout), so its cost is a few hundred small
+///   reads per contended refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorConfig {
+    /// Lease duration: expiry after the last renewal.
+    pub lease: Duration,
+    /// Renewal period while a lease is held.
+    pub renew_every: Duration,
+    /// Default wait of [`Coordinator::acquire`].
+    pub acquire_timeout: Duration,
+    /// SQLite busy timeout for every connection.
+    pub busy_timeout: Duration,
+    /// Mean interval between two reads of a waiter polling for another process's release.
+    pub poll_interval: Duration,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            lease: Duration::from_secs(3),
+            renew_every: Duration::from_secs(1),
+            acquire_timeout: Duration::from_secs(10),
+            busy_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(1),
+        }
+    }
+}
+
+/// The shared coordination database of all processes of the app: lease lock, session
+/// generations and refresh journal, each keyed by account.
+///
+/// Cheap to clone. Every SQLite call runs on Tokio's blocking pool in one short
+/// transaction; nothing holds a SQLite lock across an `.await`. In WAL mode an open
+/// connection does keep a shared lock on the `-shm` file, so on iOS call
+/// [`Coordinator::pause`] before the app is suspended.
+#[derive(Clone, Debug)]
+pub struct Coordinator {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) db: Db,
+    pub(crate) config: CoordinatorConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// One async mutex per account: the tasks of this process queue here (FIFO) before
+    /// touching the row, and are woken by the release.
+    local: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Leases of this process that are held: renewed by the renewer, released by `pause`.
+    live: Mutex<HashMap<String, Arc<LeaseShared>>>,
+    /// Whether the renewer task runs (it runs only while leases are held).
+    pub(crate) renewer_running: AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    pub(crate) fn lease_ms(&self) -> i64 {
+        i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Inner, &mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = Arc::clone(self);
+        tokio::task::spawn_blocking(move || inner.db.with(|conn| f(&inner, conn)))
+            .await
+            .map_err(|e| Error::Database { message: format!("database task failed: {e}") })?
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LeaseShared>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leases of this process that are held now.
+    pub(crate) fn live_leases(&self) -> Vec<Arc<LeaseShared>> {
+        self.live().values().cloned().collect()
+    }
+
+    fn register(&self, shared: &Arc<LeaseShared>) {
+        self.live().insert(shared.account.clone(), Arc::clone(shared));
+    }
+
+    /// Forgets `shared` (only that acquisition, not a newer one of the same account).
+    pub(crate) fn unregister(&self, shared: &Arc<LeaseShared>) {
+        let mut live = self.live();
+        if live.get(&shared.account).is_some_and(|s| Arc::ptr_eq(s, shared)) {
+            live.remove(&shared.account);
+        }
+    }
+
+    fn local_slot(&self, account: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(local.entry(account.to_owned()).or_default())
+    }
+
+    /// A jittered poll delay in `[poll/2, 3·poll/2]`.
+    fn poll_delay(&self) -> Duration {
+        let mean = u64::try_from(self.config.poll_interval.as_micros()).unwrap_or(u64::MAX).max(2);
+        Duration::from_micros(rand::rng().random_range(mean / 2..=mean + mean / 2))
+    }
+}
+
+impl Coordinator {
+    /// Opens (creating if needed, mode 0600) the database at `path` and its schema.
+    ///
+    /// Blocking: opens the connection now so a bad path or permission fails here. The
+    /// parent directory must exist.
+    pub fn open(
+        path: impl Into<PathBuf>,
+        config: CoordinatorConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let db = Db::new(path.into(), config.busy_timeout);
+        db.with(|_| Ok(()))?;
+        Ok(Coordinator {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                clock,
+                local: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashMap::new()),
+                renewer_running: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.inner.db.path()
+    }
+
+    /// The timings in use.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.inner.config
+    }
+
+    /// Acquires the lease on `account`, waiting up to the configured `acquire_timeout`.
+    ///
+    /// `holder` names the acquiring process (and task, if useful); it must be unique per
+    /// process, e.g. `"app-<pid>-<random>"`: a row held by the same holder string counts as
+    /// ours and is taken over at once (see the module docs).
+    pub async fn acquire(&self, account: &str, holder: &str) -> Result<Lease> {
+        self.acquire_within(account, holder, self.inner.config.acquire_timeout).await
+    }
+
+    /// Acquires the lease on `account`, waiting up to `timeout`; [`Error::LockTimeout`]
+    /// after that. Cancel-safe: dropping the future never leaves the row held.
+    pub async fn acquire_within(
+        &self,
+        account: &str,
+        holder: &str,
+        timeout: Duration,
+    ) -> Result<Lease> {
+        let deadline = Instant::now() + timeout;
+        let slot = self.inner.local_slot(account);
+        let guard = match Arc::clone(&slot).try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => tokio::time::timeout_at(deadline, slot.lock_owned())
+                .await
+                .map_err(|_| Error::LockTimeout)?,
+        };
+        let mut peek = false;
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, self.attempt(account, holder, peek));
+            match attempt.await {
+                Ok(Ok(Some(shared))) => {
+                    return Ok(Lease::new(shared, Arc::clone(&self.inner), guard));
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_elapsed) => return Err(Error::LockTimeout),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::LockTimeout);
+            }
+            // Held by another process: poll again shortly (reads only until it looks free).
+            peek = true;
+            tokio::time::sleep(self.inner.poll_delay().min(deadline - now)).await;
+        }
+    }
+
+    /// Acquires the lease on `account` if it can be had at once; `None` if another task or
+    /// process holds it.
+    pub async fn try_acquire(&self, account: &str, holder: &str) -> Result<Option<Lease>> {
+        let slot = self.inner.local_slot(account);
+        let Ok(guard) = slot.try_lock_owned() else {
+            return Ok(None);
+        };
+        Ok(self
+            .attempt(account, holder, false)
+            .await?
+            .map(|shared| Lease::new(shared, Arc::clone(&self.inner), guard)))
+    }
+
+    /// One attempt on the row. With `peek`, reads first and writes only if the row looks
+    /// acquirable. If the caller is gone by the time the row is taken, gives it back.
+    async fn attempt(
+        &self,
+        account: &str,
+        holder: &str,
+        peek: bool,
+    ) -> Result<Option<Arc<LeaseShared>>> {
+        // The row travels as a `Handoff`, which frees it when dropped: if this future is
+        // cancelled, the blocking task's output is dropped unclaimed and the row is given
+        // back at once instead of blocking everyone until it expires.
+        let inner = Arc::clone(&self.inner);
+        let account = account.to_owned();
+        let holder = holder.to_owned();
+        let task = tokio::task::spawn_blocking(move || {
+            inner.db.with(|conn| {
+                let now = inner.now_ms();
+                if peek {
+                    if let Some(row) = lease::peek(conn, &account)? {
+                        if !row.acquirable_by(&holder, now) {
+                            return Ok(None);
+                        }
+                    }
+                }
+                let expires = now.saturating_add(inner.lease_ms());
+                let Some(fence) = lease::try_take(conn, &account, &holder, now, expires)? else {
+                    return Ok(None);
+                };
+                let shared = Arc::new(LeaseShared::new(account, holder, fence));
+                // Registered under the connection mutex, so a concurrent `pause` sees it.
+                inner.register(&shared);
+                Ok(Some(Handoff::new(shared, Arc::clone(&inner))))
+            })
+        });
+        let handoff = task
+            .await
+            .map_err(|e| Error::Database { message: format!("lease attempt failed: {e}") })??;
+        Ok(handoff.and_then(Handoff::take))
+    }
+
+    /// Closes the connection so this process holds no file lock (required before iOS
+    /// suspends the app: 0xdead10cc). Leases of this process are released first (and marked
+    /// lost); until [`Coordinator::resume`] every call fails with a retryable
+    /// [`Error::Database`].
+    pub async fn pause(&self) {
+        let inner = Arc::clone(&self.inner);
+        let done = tokio::task::spawn_blocking(move || {
+            inner.db.pause_and_close(|conn| {
+                let leases: Vec<_> = inner.live().drain().map(|(_, s)| s).collect();
+                for shared in leases {
+                    shared.mark_lost();
+                    if shared.take_release() {
+                        if let Err(e) = lease::release_row(conn, &shared) {
+                            tracing::debug!(error = %e, "releasing a lease on pause failed; it will expire");
+                        }
+                    }
+                }
+            });
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "pausing the coordination database failed");
+        }
+    }
+
+    /// Allows the database to be used again; the next call reopens the connection.
+    pub fn resume(&self) {
+        self.inner.db.set_paused(false);
+    }
+
+    /// Whether the SQLite connection is open now (it is closed by `pause` and reopened on
+    /// demand after `resume`). For tests and diagnostics.
+    pub fn is_open(&self) -> bool {
+        self.inner.db.is_open()
+    }
+
+    /// Whether [`Coordinator::pause`] is in effect.
+    pub fn is_paused(&self) -> bool {
+        self.inner.db.is_paused()
+    }
+}

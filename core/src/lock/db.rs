@@ -1,0 +1,198 @@
+//! The SQLite connection: opening (file mode 0600, WAL, busy timeout, schema), closing for
+//! `pause`, and the one place where the connection's mutex is locked.
+//!
+//! Every function here is blocking. Callers run them inside `spawn_blocking`; the mutex is
+//! never held across an `.await` or outside those closures.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// The schema version this code writes (`PRAGMA user_version`).
+///
+/// Migrations are additive only (new tables, new nullable columns), so a process of an
+/// older release that opens a file of a newer version keeps working on the tables it knows.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS lease (
+    account       TEXT PRIMARY KEY NOT NULL,
+    holder        TEXT,                       -- NULL: free
+    fence         INTEGER NOT NULL,           -- +1 on every acquisition, never reset
+    expires_at_ms INTEGER NOT NULL            -- 0 when free
+);
+CREATE TABLE IF NOT EXISTS generation (
+    account       TEXT PRIMARY KEY NOT NULL,
+    generation    INTEGER NOT NULL,
+    token_hash    TEXT,                       -- caller-supplied hash, never a token
+    state         TEXT NOT NULL,              -- active | logged_out | reauth_required
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    account         TEXT PRIMARY KEY NOT NULL,
+    holder          TEXT NOT NULL,
+    fence           INTEGER NOT NULL,
+    from_generation INTEGER NOT NULL,
+    phase           TEXT NOT NULL,            -- request_sent | response_received | saving
+    new_token_hash  TEXT,
+    started_at_ms   INTEGER NOT NULL,
+    updated_at_ms   INTEGER NOT NULL
+);
+";
+
+/// The shared database file and this process's connection to it (opened on demand).
+#[derive(Debug)]
+pub(crate) struct Db {
+    path: PathBuf,
+    busy_timeout: Duration,
+    conn: Mutex<Option<Connection>>,
+    paused: AtomicBool,
+}
+
+impl Db {
+    pub(crate) fn new(path: PathBuf, busy_timeout: Duration) -> Self {
+        Db { path, busy_timeout, conn: Mutex::new(None), paused: AtomicBool::new(false) }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
+        // A panic inside a closure leaves the connection usable: rusqlite rolls back an
+        // unfinished transaction when it is dropped.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the connection, opening it first if needed. Fails while paused.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut guard = self.lock();
+        // Checked under the mutex: `pause` sets the flag and then takes the mutex, so an
+        // operation either completes before the pause drains this process's leases or
+        // sees the flag.
+        if self.paused.load(Ordering::SeqCst) {
+            return Err(paused_error());
+        }
+        Self::run(&self.path, self.busy_timeout, &mut guard, f)
+    }
+
+    fn run<T>(
+        path: &Path,
+        busy_timeout: Duration,
+        slot: &mut Option<Connection>,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        let conn = match slot {
+            Some(conn) => conn,
+            None => slot.insert(open_connection(path, busy_timeout)?),
+        };
+        f(conn)
+    }
+
+    /// Whether later calls fail with "paused".
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// Pauses (new calls fail), runs `before_close` on the open connection if there is
+    /// one, then closes it. Blocking.
+    pub(crate) fn pause_and_close(&self, before_close: impl FnOnce(&mut Connection)) {
+        self.set_paused(true);
+        let mut guard = self.lock();
+        if let Some(conn) = guard.as_mut() {
+            before_close(conn);
+        }
+        if let Some(conn) = guard.take() {
+            if let Err((_conn, e)) = conn.close() {
+                // The handle is dropped anyway; SQLite finishes closing it then.
+                tracing::warn!(error = %e, "closing the coordination database failed");
+            }
+        }
+    }
+
+    /// Whether the connection is currently open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.lock().is_some()
+    }
+}
+
+fn paused_error() -> Error {
+    Error::Database { message: "the coordination database is paused (call resume)".into() }
+}
+
+/// Creates the file with mode 0600 if it does not exist, so SQLite (which gives the -wal and
+/// -shm files the main file's mode) never creates a world-readable file.
+fn create_private_file(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| Error::Database { message: format!("cannot create {}: {e}", path.display()) })
+}
+
+fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+    if !path.exists() {
+        create_private_file(path)?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    // Switching to WAL needs a write lock once per file; later opens only read the mode.
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Database { message: format!("cannot enable WAL (mode {mode})") });
+        }
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        if version > SCHEMA_VERSION {
+            tracing::debug!(version, "coordination database has a newer (additive) schema");
+        }
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1)?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Converts a `u64` the API takes (generation, fence) to SQLite's signed integer.
+pub(crate) fn to_sql_int(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::config(format!("{what} {value} exceeds i64::MAX")))
+}
+
+/// Converts a stored integer back; negative values mean a corrupt row.
+pub(crate) fn from_sql_int(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value)
+        .map_err(|_| Error::Database { message: format!("negative {what} in the database") })
+}

@@ -1,0 +1,310 @@
+//! The lease: one row per account (`holder`, `fence`, `expires_at_ms`), the SQL that takes,
+//! renews and frees it, and the [`Lease`] handle.
+//!
+//! Rules (see `docs/adr/0001-lease-lock.md`):
+//! - A row is acquirable when it is free (`holder IS NULL`, written by an eager release),
+//!   expired (`expires_at_ms <= now`: a lease that ends in the current millisecond is
+//!   already over), or held by the same `holder` string (a restarted process with the same
+//!   holder id takes its own row back at once instead of waiting for it to expire).
+//! - Every acquisition, including a same-holder takeover, sets `fence = fence + 1`. The row
+//!   is never deleted, so the fence is monotonic per account for the life of the file.
+//! - Inside one [`Coordinator`](super::Coordinator) acquisition is not re-entrant: tasks
+//!   queue on an in-process async mutex per account first, whatever holder name they pass.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::OwnedMutexGuard;
+
+use super::coordinator::Inner;
+use super::db::{from_sql_int, to_sql_int};
+use crate::error::Result;
+
+/// The state of one acquisition, shared by the [`Lease`] handle, the renewer and the
+/// coordinator (which releases every live lease on `pause`).
+#[derive(Debug)]
+pub(crate) struct LeaseShared {
+    pub(crate) account: String,
+    pub(crate) holder: String,
+    pub(crate) fence: u64,
+    lost: AtomicBool,
+    released: AtomicBool,
+    /// When the row was last written with a new expiry by this acquisition.
+    renewed_at: Mutex<std::time::Instant>,
+}
+
+impl LeaseShared {
+    pub(crate) fn new(account: String, holder: String, fence: u64) -> Self {
+        LeaseShared {
+            account,
+            holder,
+            fence,
+            lost: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+            renewed_at: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    pub(crate) fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+    }
+
+    /// Marks the lease released; returns `true` for the first caller only.
+    pub(crate) fn take_release(&self) -> bool {
+        !self.released.swap(true, Ordering::SeqCst)
+    }
+
+    /// Records a successful renewal.
+    pub(crate) fn touch(&self) {
+        *self.renewed_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Time since the acquisition or the last renewal.
+    pub(crate) fn renewed_age(&self) -> Duration {
+        self.renewed_at.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+
+    fn fence_sql(&self) -> Result<i64> {
+        to_sql_int(self.fence, "fence")
+    }
+}
+
+/// A held lease on one account. Renewed in the background while it lives.
+///
+/// Dropping it releases it (best effort, on the current Tokio runtime if there is one,
+/// synchronously otherwise); prefer [`Lease::release`], which reports errors and returns
+/// once the row is free.
+#[derive(Debug)]
+pub struct Lease {
+    pub(crate) shared: Arc<LeaseShared>,
+    pub(crate) inner: Arc<Inner>,
+    /// The in-process slot for this account; dropped after the row is freed so the next
+    /// task of this process proceeds at once.
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Lease {
+    pub(crate) fn new(
+        shared: Arc<LeaseShared>,
+        inner: Arc<Inner>,
+        guard: OwnedMutexGuard<()>,
+    ) -> Self {
+        if !shared.is_released() {
+            super::renewal::ensure_renewer(&inner);
+        }
+        Lease { shared, inner, guard: Some(guard) }
+    }
+
+    /// The fencing token of this acquisition: strictly greater than that of every earlier
+    /// acquisition of the same account, by any holder in any process.
+    pub fn fence(&self) -> u64 {
+        self.shared.fence
+    }
+
+    /// The account this lease is on.
+    pub fn account(&self) -> &str {
+        &self.shared.account
+    }
+
+    /// The holder name given to `acquire`.
+    pub fn holder(&self) -> &str {
+        &self.shared.holder
+    }
+
+    /// Whether this lease is known to be lost: a renewal (or a journal write) found the row
+    /// taken by another acquisition after this one expired, or `pause` released it.
+    ///
+    /// `false` does not prove the lease is still held; journal writes check the fence
+    /// atomically.
+    pub fn is_lost(&self) -> bool {
+        self.shared.is_lost()
+    }
+
+    /// Releases the lease now: the row is marked free before this returns, and the next
+    /// waiter of this process is woken. Releasing a lease that was lost is a no-op (the
+    /// row belongs to someone else and is left alone).
+    pub async fn release(mut self) -> Result<()> {
+        let guard = self.guard.take();
+        let shared = Arc::clone(&self.shared);
+        let result = if shared.take_release() {
+            self.inner
+                .blocking(move |inner, conn| {
+                    release_row(conn, &shared)?;
+                    inner.unregister(&shared);
+                    Ok(())
+                })
+                .await
+        } else {
+            Ok(())
+        };
+        drop(guard);
+        result
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let guard = self.guard.take();
+        if self.shared.take_release() {
+            release_detached(Arc::clone(&self.inner), Arc::clone(&self.shared), guard);
+        }
+    }
+}
+
+/// Frees the row of a lease nobody will release explicitly: on the current Tokio runtime
+/// if there is one (the in-process `guard` moves into that task, so the next local waiter
+/// proceeds once the row is free; if the runtime drops the task unrun, the row expires),
+/// synchronously otherwise.
+fn release_detached(
+    inner: Arc<Inner>,
+    shared: Arc<LeaseShared>,
+    guard: Option<OwnedMutexGuard<()>>,
+) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move {
+                let _guard = guard;
+                let result = inner
+                    .blocking(move |inner, conn| {
+                        release_row(conn, &shared)?;
+                        inner.unregister(&shared);
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "releasing a dropped lease failed; it will expire");
+                }
+            });
+        }
+        Err(_) => {
+            let result = inner.db.with(|conn| release_row(conn, &shared));
+            inner.unregister(&shared);
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "releasing a dropped lease failed; it will expire");
+            }
+            drop(guard);
+        }
+    }
+}
+
+/// A freshly taken row on its way from the blocking pool to the acquiring task. If the
+/// acquiring future is cancelled before it becomes a [`Lease`], dropping this frees the row.
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    shared: Option<Arc<LeaseShared>>,
+    inner: Arc<Inner>,
+}
+
+impl Handoff {
+    pub(crate) fn new(shared: Arc<LeaseShared>, inner: Arc<Inner>) -> Self {
+        Handoff { shared: Some(shared), inner }
+    }
+
+    /// Defuses the handoff and returns the acquisition.
+    pub(crate) fn take(mut self) -> Option<Arc<LeaseShared>> {
+        self.shared.take()
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            if shared.take_release() {
+                release_detached(Arc::clone(&self.inner), shared, None);
+            }
+        }
+    }
+}
+
+/// The lease row as a waiter sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaseRow {
+    pub(crate) holder: Option<String>,
+    pub(crate) fence: u64,
+    pub(crate) expires_at_ms: i64,
+}
+
+impl LeaseRow {
+    /// The same predicate as the `WHERE` of [`try_take`].
+    pub(crate) fn acquirable_by(&self, holder: &str, now_ms: i64) -> bool {
+        match &self.holder {
+            None => true,
+            Some(h) => self.expires_at_ms <= now_ms || h == holder,
+        }
+    }
+}
+
+/// Reads the lease row without taking any write lock (a WAL read never blocks the writer).
+pub(crate) fn peek(conn: &Connection, account: &str) -> Result<Option<LeaseRow>> {
+    let row = conn
+        .prepare_cached("SELECT holder, fence, expires_at_ms FROM lease WHERE account = ?1")?
+        .query_row([account], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .optional()?;
+    row.map(|(holder, fence, expires_at_ms)| {
+        Ok(LeaseRow { holder, fence: from_sql_int(fence, "fence")?, expires_at_ms })
+    })
+    .transpose()
+}
+
+/// Takes the lease if it is free, expired or already `holder`'s; returns the new fence.
+/// One autocommit statement: the check and the write are atomic.
+pub(crate) fn try_take(
+    conn: &Connection,
+    account: &str,
+    holder: &str,
+    now_ms: i64,
+    expires_at_ms: i64,
+) -> Result<Option<u64>> {
+    let fence: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO lease (account, holder, fence, expires_at_ms) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (account) DO UPDATE
+                SET holder = excluded.holder,
+                    fence = lease.fence + 1,
+                    expires_at_ms = excluded.expires_at_ms
+                WHERE lease.holder IS NULL
+                   OR lease.expires_at_ms <= ?4
+                   OR lease.holder = excluded.holder
+             RETURNING fence",
+        )?
+        .query_row(params![account, holder, expires_at_ms, now_ms], |r| r.get(0))
+        .optional()?;
+    fence.map(|f| from_sql_int(f, "fence")).transpose()
+}
+
+/// Extends the lease if this acquisition still owns the row; `false` if another one took it.
+pub(crate) fn renew_row(
+    conn: &Connection,
+    shared: &LeaseShared,
+    expires_at_ms: i64,
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE lease SET expires_at_ms = ?4 WHERE account = ?1 AND holder = ?2 AND fence = ?3",
+        )?
+        .execute(params![shared.account, shared.holder, shared.fence_sql()?, expires_at_ms])?;
+    Ok(n == 1)
+}
+
+/// Frees the row if this acquisition still owns it (keeps the row and its fence).
+pub(crate) fn release_row(conn: &Connection, shared: &LeaseShared) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE lease SET holder = NULL, expires_at_ms = 0
+             WHERE account = ?1 AND holder = ?2 AND fence = ?3",
+        )?
+        .execute(params![shared.account, shared.holder, shared.fence_sql()?])?;
+    Ok(n == 1)
+}
