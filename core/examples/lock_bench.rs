@@ -148,6 +148,8 @@ fn child_hold(args: &[String]) -> Res<()> {
         tokio::time::sleep(Duration::from_millis(hold_ms)).await;
         println!("REL");
         std::io::stdout().flush()?;
+        // Let the observer stop counting before the release commit.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         lease.release().await?;
         Ok(())
     })

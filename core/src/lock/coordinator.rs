@@ -201,9 +201,7 @@ impl Coordinator {
         loop {
             let attempt = tokio::time::timeout_at(deadline, self.attempt(account, holder, peek));
             match attempt.await {
-                Ok(Ok(Some(shared))) => {
-                    return Ok(Lease::new(shared, Arc::clone(&self.inner), guard));
-                }
+                Ok(Ok(Some(shared))) => return self.lease(shared, guard),
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => return Err(e),
                 Err(_elapsed) => return Err(Error::LockTimeout),
@@ -225,10 +223,22 @@ impl Coordinator {
         let Ok(guard) = slot.try_lock_owned() else {
             return Ok(None);
         };
-        Ok(self
-            .attempt(account, holder, false)
-            .await?
-            .map(|shared| Lease::new(shared, Arc::clone(&self.inner), guard)))
+        match self.attempt(account, holder, false).await? {
+            Some(shared) => self.lease(shared, guard).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Wraps a fresh acquisition; fails if a concurrent `pause` already released it.
+    fn lease(
+        &self,
+        shared: Arc<LeaseShared>,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<Lease> {
+        if shared.is_released() {
+            return Err(super::db::paused_error());
+        }
+        Ok(Lease::new(shared, Arc::clone(&self.inner), guard))
     }
 
     /// One attempt on the row. With `peek`, reads first and writes only if the row looks
@@ -279,13 +289,15 @@ impl Coordinator {
         let inner = Arc::clone(&self.inner);
         let done = tokio::task::spawn_blocking(move || {
             inner.db.pause_and_close(|conn| {
+                // Every lease still registered, including one whose `release` is queued
+                // behind this closure (it would find the database paused): the conditional
+                // UPDATE frees only rows that are still ours.
                 let leases: Vec<_> = inner.live().drain().map(|(_, s)| s).collect();
                 for shared in leases {
                     shared.mark_lost();
-                    if shared.take_release() {
-                        if let Err(e) = lease::release_row(conn, &shared) {
-                            tracing::debug!(error = %e, "releasing a lease on pause failed; it will expire");
-                        }
+                    shared.take_release();
+                    if let Err(e) = lease::release_row(conn, &shared) {
+                        tracing::debug!(error = %e, "releasing a lease on pause failed; it will expire");
                     }
                 }
             });

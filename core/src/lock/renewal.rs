@@ -21,19 +21,35 @@ pub(crate) fn ensure_renewer(inner: &Arc<Inner>) {
     }
 }
 
+/// Clears the running flag if the renewer's task is dropped unfinished (its runtime shut
+/// down), so the next acquisition, maybe on another runtime, starts a new one.
+struct Armed(Option<Arc<Inner>>);
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.renewer_running.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 async fn renewer(inner: Arc<Inner>) {
+    let mut armed = Armed(Some(Arc::clone(&inner)));
     let every = inner.config.renew_every.max(Duration::from_millis(1));
     loop {
         tokio::time::sleep(every).await;
         let live = inner.live_leases();
         if live.is_empty() {
             // Stop, unless a lease was registered after the snapshot and its
-            // `ensure_renewer` saw this task still running.
+            // `ensure_renewer` saw this task still running. Either way the flag is settled
+            // here, not by the guard.
+            armed.0 = None;
             inner.renewer_running.store(false, Ordering::SeqCst);
             if inner.live_leases().is_empty() || inner.renewer_running.swap(true, Ordering::SeqCst)
             {
                 return;
             }
+            armed.0 = Some(Arc::clone(&inner));
             continue;
         }
         let due: Vec<_> = live
