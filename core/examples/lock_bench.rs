@@ -75,7 +75,7 @@ fn main() -> Res<()> {
 // Children
 // ----------------------------------------------------------------------------------------
 
-fn arg<'a>(args: &'a [String], i: usize) -> Res<&'a str> {
+fn arg(args: &[String], i: usize) -> Res<&str> {
     Ok(args.get(i).ok_or("missing argument")?.as_str())
 }
 
