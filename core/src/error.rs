@@ -136,6 +136,12 @@ pub enum Error {
     /// The cross-process lock could not be acquired in time.
     #[error("timed out waiting for the refresh lock held by another process")]
     LockTimeout,
+    /// A background task of Latchkey failed unexpectedly (a bug: please report it).
+    #[error("internal error: {message}")]
+    Internal {
+        /// What failed.
+        message: String,
+    },
     /// The coordination database failed (I/O, corruption, permissions).
     #[error("coordination database error: {message}")]
     Database {

@@ -7,17 +7,32 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the crate and `docs/adr/` for the decisions.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod client;
 pub mod clock;
 pub mod error;
+pub mod http;
 pub mod lock;
+pub mod oidc;
 pub mod secret;
 pub mod session;
 pub mod store;
 
+pub use client::{Client, ClientConfig, LogoutOutcome};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
+pub use oidc::{
+    AuthorizationOptions, AuthorizationStart, ClientRegistration, EndSessionOptions,
+    ProviderMetadata, RegistrationRequest,
+};
 pub use secret::Secret;
-pub use session::Session;
+pub use session::{
+    LifecycleEvent, LifecycleState, RefreshOutcome, RetryPolicy, Session, SessionEvent,
+    SessionObserver,
+};
 pub use store::{FileSessionStore, SessionBlob, SessionStore, StoreError};
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

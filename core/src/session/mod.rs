@@ -1,5 +1,11 @@
-//! Sessions: the [`Session`] type, its lifecycle and the refresh logic.
+//! Sessions: the [`Session`] type, its lifecycle state machine, events and retry policy.
 
+pub mod events;
+pub mod lifecycle;
 mod model;
+pub mod retry;
 
+pub use events::{RefreshOutcome, SessionEvent, SessionObserver};
+pub use lifecycle::{LifecycleEvent, LifecycleState};
 pub use model::{Session, SESSION_FORMAT_VERSION};
+pub use retry::RetryPolicy;

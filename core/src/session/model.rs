@@ -35,6 +35,9 @@ pub struct Session {
     pub id_token: Option<Secret>,
     /// When the access token expires, in Unix milliseconds (None: unknown).
     pub expires_at_ms: Option<i64>,
+    /// When the access token was received, in Unix milliseconds.
+    #[serde(default)]
+    pub issued_at_ms: Option<i64>,
     /// The granted scopes.
     pub scopes: Vec<String>,
     /// The nonce of the original authorization request (checked on refreshed ID tokens
@@ -69,6 +72,17 @@ impl Session {
         match self.expires_at_ms {
             None => true,
             Some(exp) => exp - unix_millis(now) > margin.as_millis() as i64,
+        }
+    }
+
+    /// The proactive-refresh margin for this token: `configured`, but at most a quarter of
+    /// the token's lifetime, so short-lived tokens are not refreshed the moment they arrive.
+    pub fn refresh_margin(&self, configured: Duration) -> Duration {
+        match (self.issued_at_ms, self.expires_at_ms) {
+            (Some(iat), Some(exp)) if exp > iat => {
+                configured.min(Duration::from_millis(((exp - iat) / 4) as u64))
+            }
+            _ => configured,
         }
     }
 
@@ -165,6 +179,7 @@ pub(crate) mod tests {
             refresh_token: Some(Secret::new("RT-secret-value")),
             id_token: Some(Secret::new("ID-secret-value")),
             expires_at_ms: Some(2_000_000_000_000),
+            issued_at_ms: None,
             scopes: vec!["openid".into()],
             nonce: Some("n".into()),
             auth_time: None,

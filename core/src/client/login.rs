@@ -1,0 +1,273 @@
+//! Signing in: authorization request, redirect, code exchange; restoring a stored session.
+
+use crate::client::{lock, Client, Inner};
+use crate::error::{Error, Result};
+use crate::lock::SessionState;
+use crate::oidc::authorize::{self, AuthorizationOptions, AuthorizationStart};
+use crate::oidc::callback::{self, CallbackParams};
+use crate::oidc::id_token::{self, Expectations, NonceRule};
+use crate::oidc::token::{self, TokenResponse};
+use crate::oidc::{MetadataSource, ProviderMetadata};
+use crate::session::lifecycle::LifecycleEvent;
+use crate::session::Session;
+
+impl Client {
+    /// Starts an authorization request: returns the URL to open in the system browser
+    /// (ASWebAuthenticationSession / Custom Tabs) and its `state`. Several requests may be
+    /// pending at once. Touches nothing persisted.
+    ///
+    /// Fails with [`Error::NotRegistered`] before a registration, [`Error::Config`] for a
+    /// redirect URI that is not registered, and with discovery errors.
+    pub async fn start_login(&self, options: AuthorizationOptions) -> Result<AuthorizationStart> {
+        let metadata = self.inner.metadata().await?;
+        let reg = self.registration().ok_or(Error::NotRegistered)?;
+        let redirect_uri = match &options.redirect_uri {
+            Some(u) => u.clone(),
+            None => reg
+                .redirect_uris
+                .first()
+                .cloned()
+                .ok_or_else(|| Error::config("no redirect URI registered"))?,
+        };
+        if !reg.redirect_uris.is_empty()
+            && !redirect_uri_registered(&reg.redirect_uris, &redirect_uri)
+        {
+            return Err(Error::config(format!("redirect URI `{redirect_uri}` is not registered")));
+        }
+        let (start, pending) =
+            authorize::build(&metadata, &reg.client_id, &redirect_uri, &options)?;
+        lock(&self.inner.pending).insert(start.state.clone(), pending);
+        self.inner.event(LifecycleEvent::LoginStarted, None);
+        Ok(start)
+    }
+
+    /// Abandons the pending request with `state`. Returns whether one was pending.
+    pub fn abort_login(&self, state: &str) -> bool {
+        let (found, remaining) = {
+            let mut p = lock(&self.inner.pending);
+            let found = p.take(state).is_some();
+            (found, p.len())
+        };
+        if found {
+            self.inner.event(LifecycleEvent::LoginAborted { remaining }, Some("aborted".into()));
+        }
+        found
+    }
+
+    /// Completes a login from the redirect URL the browser delivered: checks `state` and
+    /// `iss`, exchanges the code with its PKCE verifier, validates the ID token, saves the
+    /// session through the store and registers its generation for every process.
+    ///
+    /// Fails with [`Error::UnknownState`] (the pending requests are left untouched),
+    /// [`Error::IssuerMismatch`] / [`Error::MissingIssuer`] (RFC 9207),
+    /// [`Error::Authorization`] for an error redirect, [`Error::IdToken`],
+    /// [`Error::Store`] when the session cannot be saved, and network errors.
+    pub async fn finish_login(&self, redirect_url: &str) -> Result<Session> {
+        let params = callback::parse(redirect_url)?;
+        let state = params.state().ok_or(Error::UnknownState)?.to_string();
+        let metadata = self.inner.metadata().await?;
+        if !lock(&self.inner.pending).contains(&state) {
+            return Err(Error::UnknownState);
+        }
+        // The request is consumed whatever happens next: a code is single-use.
+        let pending = lock(&self.inner.pending).take(&state).ok_or(Error::UnknownState)?;
+        let remaining = lock(&self.inner.pending).len();
+        let result = async {
+            callback::check_issuer(
+                &params,
+                &pending.issuer,
+                metadata.authorization_response_iss_parameter_supported,
+            )?;
+            let code = match params {
+                CallbackParams::Success { code, .. } => code,
+                CallbackParams::Failure { error, description, .. } => {
+                    return Err(Error::Authorization { error, description })
+                }
+            };
+            let tokens = token::exchange_code(
+                &self.inner.http,
+                &metadata.token_endpoint,
+                &pending.client_id,
+                &code,
+                &pending.redirect_uri,
+                &pending.pkce_verifier,
+            )
+            .await?;
+            self.inner.note_server_date(tokens.server_date);
+            let session = self
+                .inner
+                .session_from_login(
+                    &metadata,
+                    &pending.client_id,
+                    &pending.nonce,
+                    tokens,
+                    &pending.scopes,
+                )
+                .await?;
+            self.inner.commit_new_session(session).await
+        }
+        .await;
+        match result {
+            Ok(s) => {
+                self.inner.event(LifecycleEvent::SignedIn, None);
+                Ok(s)
+            }
+            Err(e) => {
+                self.inner.event(LifecycleEvent::LoginAborted { remaining }, Some(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Loads the session the store holds (saved by this or another process) and checks it
+    /// against the coordination database. Returns None when the store holds none.
+    ///
+    /// Fails with [`Error::LoggedOut`] / [`Error::ReauthRequired`] when another process
+    /// ended that session (the stale copy is cleared from the store), with [`Error::Store`]
+    /// and [`Error::Database`] on I/O failures.
+    pub async fn restore_session(&self) -> Result<Option<Session>> {
+        let inner = &self.inner;
+        let Some(blob) = inner.load_with_retry().await? else { return Ok(None) };
+        let session = Session::from_blob(&blob)?;
+        if session.issuer != inner.config.issuer || session.account != inner.config.account {
+            return Err(Error::config("the stored session belongs to another issuer or account"));
+        }
+        match inner.coordinator.generation(inner.account()).await? {
+            Some(rec)
+                if rec.state != SessionState::Active && rec.generation > session.generation =>
+            {
+                inner.clear_with_retry().await.ok();
+                let (err, ev) = ended_error(rec.state);
+                inner.event(ev, None);
+                return Err(err);
+            }
+            Some(rec) if rec.generation >= session.generation => {}
+            // No record (new database) or the store is ahead (a commit was interrupted):
+            // the store's session becomes the committed generation.
+            _ => {
+                inner
+                    .coordinator
+                    .register(inner.account(), session.generation, &session.token_hash())
+                    .await?;
+            }
+        }
+        inner.install(session.clone(), false);
+        inner.event(LifecycleEvent::SignedIn, Some("restored".into()));
+        Ok(Some(session))
+    }
+}
+
+pub(crate) fn ended_error(state: SessionState) -> (Error, LifecycleEvent) {
+    match state {
+        SessionState::LoggedOut => (Error::LoggedOut, LifecycleEvent::LoggedOut),
+        _ => (
+            Error::ReauthRequired { reason: "the session was ended by another process".into() },
+            LifecycleEvent::ReauthRequired,
+        ),
+    }
+}
+
+/// RFC 8252 §7.3: for loopback redirect URIs the port is not compared.
+fn redirect_uri_registered(registered: &[String], uri: &str) -> bool {
+    let strip_port = |u: &str| -> Option<String> {
+        let mut p = url::Url::parse(u).ok()?;
+        if p.scheme() == "http" && crate::http::is_loopback(&p) {
+            p.set_port(None).ok()?;
+        }
+        Some(p.to_string())
+    };
+    let want = strip_port(uri);
+    registered.iter().any(|r| r == uri || (want.is_some() && strip_port(r) == want))
+}
+
+impl Inner {
+    async fn session_from_login(
+        &self,
+        metadata: &ProviderMetadata,
+        client_id: &str,
+        nonce: &str,
+        tokens: TokenResponse,
+        requested_scopes: &[String],
+    ) -> Result<Session> {
+        let (subject, auth_time, nonce_kept) = match &tokens.id_token {
+            Some(raw) => {
+                let jwks = self.jwks(metadata)?;
+                let info = id_token::validate(
+                    raw,
+                    &jwks,
+                    &Expectations {
+                        issuer: &metadata.issuer,
+                        client_id,
+                        nonce: NonceRule::Exact(nonce),
+                        access_token: Some(&tokens.access_token),
+                        subject: None,
+                        auth_time: None,
+                        now: self.provider_now(),
+                        skew: self.config.clock_skew,
+                    },
+                )
+                .await?;
+                (info.subject, info.auth_time, Some(nonce.to_string()))
+            }
+            None if metadata.source == MetadataSource::OpenIdConfiguration => {
+                return Err(Error::IdToken { reason: "the token response has no ID token".into() })
+            }
+            None => (String::new(), None, None),
+        };
+        let now_ms = self.clock.now_millis();
+        Ok(Session {
+            account: self.config.account.clone(),
+            issuer: metadata.issuer.clone(),
+            client_id: client_id.to_string(),
+            subject,
+            expires_at_ms: tokens.expires_in.map(|s| now_ms + (s as i64) * 1000),
+            issued_at_ms: Some(now_ms),
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            id_token: tokens.id_token,
+            scopes: tokens
+                .scope
+                .map(|s| s.split_whitespace().map(String::from).collect())
+                .unwrap_or_else(|| requested_scopes.to_vec()),
+            nonce: nonce_kept,
+            auth_time,
+            generation: 0,
+        })
+    }
+
+    /// Gives a freshly signed-in session the next generation, saves it and registers it,
+    /// under the lease (every store write happens under the lease).
+    async fn commit_new_session(&self, mut session: Session) -> Result<Session> {
+        let lease = self.coordinator.acquire(self.account(), &self.holder).await?;
+        let result = async {
+            let current = self.coordinator.generation(self.account()).await?;
+            session.generation = current.map(|r| r.generation + 1).unwrap_or(1);
+            self.save_with_retry(&session).await?;
+            self.coordinator
+                .register(self.account(), session.generation, &session.token_hash())
+                .await?;
+            Ok::<_, Error>(session)
+        }
+        .await;
+        if let Err(e) = lease.release().await {
+            tracing::warn!(error = %e, "lease release failed");
+        }
+        let session = result?;
+        self.install(session.clone(), false);
+        Ok(session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirect_uri_registered;
+
+    #[test]
+    fn loopback_port_ignored() {
+        let reg = vec!["http://127.0.0.1/callback".to_string(), "app:/cb".to_string()];
+        assert!(redirect_uri_registered(&reg, "http://127.0.0.1:5555/callback"));
+        assert!(redirect_uri_registered(&reg, "app:/cb"));
+        assert!(!redirect_uri_registered(&reg, "http://127.0.0.1:5555/other"));
+        assert!(!redirect_uri_registered(&reg, "app:/other"));
+    }
+}

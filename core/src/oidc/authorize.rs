@@ -1,0 +1,223 @@
+//! Building authorization requests: PKCE S256, state and nonce, and the pending requests
+//! waiting for their redirect, keyed by `state`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::oidc::discovery::ProviderMetadata;
+use crate::secret::Secret;
+
+/// Options of one authorization request.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizationOptions {
+    /// Redirect URI (must be registered). Defaults to the registration's first one.
+    pub redirect_uri: Option<String>,
+    /// Scopes; `openid` is always included. Defaults to `openid`.
+    pub scopes: Vec<String>,
+    /// `prompt` (e.g. `login`, `consent`).
+    pub prompt: Option<String>,
+    /// `login_hint`.
+    pub login_hint: Option<String>,
+    /// `ui_locales`, space separated.
+    pub ui_locales: Option<String>,
+    /// Further query parameters (names that Latchkey sets itself are refused).
+    pub extra_params: Vec<(String, String)>,
+}
+
+/// A started authorization: open `url` in the system browser; the redirect will carry
+/// `state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationStart {
+    /// The URL to open.
+    pub url: String,
+    /// The request's state value (also the key to abort it).
+    pub state: String,
+}
+
+/// A request waiting for its redirect. Holds the PKCE verifier: never leaves the process.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingAuthorization {
+    pub issuer: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub nonce: String,
+    pub pkce_verifier: Secret,
+    pub scopes: Vec<String>,
+    pub created: Instant,
+}
+
+const RESERVED: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+/// Builds the authorization URL and the matching pending request.
+pub(crate) fn build(
+    metadata: &ProviderMetadata,
+    client_id: &str,
+    redirect_uri: &str,
+    opts: &AuthorizationOptions,
+) -> Result<(AuthorizationStart, PendingAuthorization)> {
+    let mut url = Url::parse(&metadata.authorization_endpoint)
+        .map_err(|_| Error::invalid_response("authorization endpoint is not a URL"))?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let state = CsrfToken::new_random().secret().clone();
+    let nonce = Nonce::new_random().secret().clone();
+    let mut scopes = vec!["openid".to_string()];
+    for s in &opts.scopes {
+        for part in s.split_whitespace() {
+            if !scopes.iter().any(|x| x == part) {
+                scopes.push(part.to_string());
+            }
+        }
+    }
+    for (k, _) in &opts.extra_params {
+        if RESERVED.contains(&k.as_str()) {
+            return Err(Error::config(format!("`{k}` is set by Latchkey itself")));
+        }
+    }
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", &scopes.join(" "))
+            .append_pair("state", &state)
+            .append_pair("nonce", &nonce)
+            .append_pair("code_challenge", challenge.as_str())
+            .append_pair("code_challenge_method", "S256");
+        if let Some(p) = &opts.prompt {
+            q.append_pair("prompt", p);
+        }
+        if let Some(h) = &opts.login_hint {
+            q.append_pair("login_hint", h);
+        }
+        if let Some(l) = &opts.ui_locales {
+            q.append_pair("ui_locales", l);
+        }
+        for (k, v) in &opts.extra_params {
+            q.append_pair(k, v);
+        }
+    }
+    let pending = PendingAuthorization {
+        issuer: metadata.issuer.clone(),
+        client_id: client_id.to_string(),
+        redirect_uri: redirect_uri.to_string(),
+        nonce,
+        pkce_verifier: Secret::new(verifier.secret().clone()),
+        scopes,
+        created: Instant::now(),
+    };
+    Ok((AuthorizationStart { url: url.to_string(), state }, pending))
+}
+
+/// Pending authorization requests keyed by state, bounded in number and age.
+#[derive(Debug, Default)]
+pub(crate) struct PendingRequests {
+    map: HashMap<String, PendingAuthorization>,
+}
+
+/// How long a pending request stays valid.
+pub(crate) const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
+/// How many requests may be pending at once (oldest dropped first).
+pub(crate) const MAX_PENDING: usize = 16;
+
+impl PendingRequests {
+    pub(crate) fn insert(&mut self, state: String, p: PendingAuthorization) {
+        self.map.retain(|_, v| v.created.elapsed() < PENDING_TTL);
+        while self.map.len() >= MAX_PENDING {
+            let oldest = self.map.iter().min_by_key(|(_, v)| v.created).map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.map.remove(&k),
+                None => break,
+            };
+        }
+        self.map.insert(state, p);
+    }
+
+    pub(crate) fn take(&mut self, state: &str) -> Option<PendingAuthorization> {
+        self.map.remove(state).filter(|p| p.created.elapsed() < PENDING_TTL)
+    }
+
+    pub(crate) fn contains(&self, state: &str) -> bool {
+        self.map.contains_key(state)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> ProviderMetadata {
+        serde_json::from_value(serde_json::json!({
+            "issuer": "https://op.example",
+            "authorization_endpoint": "https://op.example/auth",
+            "token_endpoint": "https://op.example/token"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn url_has_pkce_state_nonce_and_options() {
+        let opts = AuthorizationOptions {
+            scopes: vec!["profile email".into(), "openid".into()],
+            prompt: Some("consent".into()),
+            login_hint: Some("alice".into()),
+            ui_locales: Some("fr".into()),
+            extra_params: vec![("acr_values".into(), "1".into())],
+            ..Default::default()
+        };
+        let (start, pending) = build(&meta(), "cid", "app:/cb", &opts).unwrap();
+        let url = Url::parse(&start.url).unwrap();
+        let q: HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["scope"], "openid profile email");
+        assert_eq!(q["state"], start.state);
+        assert_eq!(q["nonce"], pending.nonce);
+        assert_eq!(q["prompt"], "consent");
+        assert_eq!(q["login_hint"], "alice");
+        assert_eq!(q["ui_locales"], "fr");
+        assert_eq!(q["acr_values"], "1");
+        // ≥ 128 bits of randomness, base64url: at least 22 characters.
+        assert!(start.state.len() >= 22 && pending.nonce.len() >= 22);
+        assert!(!start.url.contains(pending.pkce_verifier.expose()));
+        let (again, _) = build(&meta(), "cid", "app:/cb", &opts).unwrap();
+        assert_ne!(again.state, start.state);
+    }
+
+    #[test]
+    fn reserved_extra_param_refused() {
+        let opts = AuthorizationOptions {
+            extra_params: vec![("state".into(), "x".into())],
+            ..Default::default()
+        };
+        assert!(matches!(build(&meta(), "c", "a:/b", &opts), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn pending_is_bounded() {
+        let mut p = PendingRequests::default();
+        for i in 0..40 {
+            let (_, pend) = build(&meta(), "c", "a:/b", &AuthorizationOptions::default()).unwrap();
+            p.insert(format!("s{i}"), pend);
+        }
+        assert_eq!(p.len(), MAX_PENDING);
+        assert!(p.contains("s39"));
+        assert!(p.take("s39").is_some());
+        assert!(p.take("s39").is_none());
+    }
+}

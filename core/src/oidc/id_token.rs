@@ -1,0 +1,200 @@
+//! ID token validation through openidconnect: signature against the provider's JWKS
+//! (RS256, ES256 and the other asymmetric algorithms), `iss`, `aud`, `azp`, `nonce`,
+//! `exp` / `iat` with a clock skew, `at_hash`; and the refresh rules of OIDC Core §12.2.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use openidconnect::core::{
+    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+};
+use openidconnect::{
+    AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, IssuerUrl, Nonce,
+    SignatureVerificationError,
+};
+
+use crate::error::{Error, Result};
+use crate::oidc::jwks::Jwks;
+use crate::secret::Secret;
+
+/// How the `nonce` claim is checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NonceRule<'a> {
+    /// Must be present and equal (initial login).
+    Exact(&'a str),
+    /// If present, must equal (refresh, OIDC Core §12.2).
+    IfPresent(Option<&'a str>),
+}
+
+/// What an ID token must match.
+#[derive(Debug, Clone)]
+pub(crate) struct Expectations<'a> {
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    pub nonce: NonceRule<'a>,
+    /// Access token issued with it (checked against `at_hash` when present).
+    pub access_token: Option<&'a Secret>,
+    /// For a refreshed ID token: the subject of the session.
+    pub subject: Option<&'a str>,
+    /// For a refreshed ID token: the `auth_time` of the session, if it had one.
+    pub auth_time: Option<i64>,
+    pub now: SystemTime,
+    pub skew: Duration,
+}
+
+/// The claims Latchkey keeps from a validated ID token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdTokenInfo {
+    /// `sub`.
+    pub subject: String,
+    /// `iat`, Unix seconds.
+    pub issued_at: i64,
+    /// `exp`, Unix seconds.
+    pub expires_at: i64,
+    /// `auth_time`, Unix seconds.
+    pub auth_time: Option<i64>,
+    /// `nonce`.
+    pub nonce: Option<String>,
+}
+
+const ALGS: [CoreJwsSigningAlgorithm; 8] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+fn id_err(reason: impl Into<String>) -> Error {
+    Error::IdToken { reason: reason.into() }
+}
+
+/// Validates `raw` against the provider keys, refetching them once when the token names
+/// an unknown key.
+pub(crate) async fn validate(
+    raw: &Secret,
+    jwks: &Jwks,
+    exp: &Expectations<'_>,
+) -> Result<IdTokenInfo> {
+    let token = CoreIdToken::from_str(raw.expose()).map_err(|_| id_err("not a signed JWT"))?;
+    let keys = jwks.keys().await?;
+    match check(&token, keys, exp) {
+        Err(Unknown::Key) => match jwks.refetch_for_unknown_kid().await? {
+            Some(keys) => check(&token, keys, exp).map_err(Unknown::into_error),
+            None => Err(id_err("signed with an unknown key")),
+        },
+        other => other.map_err(Unknown::into_error),
+    }
+}
+
+enum Unknown {
+    Key,
+    Other(Error),
+}
+
+impl Unknown {
+    fn into_error(self) -> Error {
+        match self {
+            Unknown::Key => id_err("signed with an unknown key"),
+            Unknown::Other(e) => e,
+        }
+    }
+}
+
+fn to_chrono(t: SystemTime) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::<chrono::Utc>::from(t)
+}
+
+fn check(
+    token: &CoreIdToken,
+    keys: CoreJsonWebKeySet,
+    exp: &Expectations<'_>,
+) -> std::result::Result<IdTokenInfo, Unknown> {
+    let issuer = IssuerUrl::new(exp.issuer.to_string())
+        .map_err(|_| Unknown::Other(Error::config("issuer is not a URL")))?;
+    let skew = exp.skew;
+    let now = exp.now;
+    let verifier = CoreIdTokenVerifier::new_public_client(
+        ClientId::new(exp.client_id.to_string()),
+        issuer,
+        keys,
+    )
+    .set_allowed_algs(ALGS)
+    // exp is checked against (now - skew): a token that expired less than `skew` ago
+    // still passes, absorbing clock differences.
+    .set_time_fn(move || to_chrono(now.checked_sub(skew).unwrap_or(now)))
+    .set_issue_time_verifier_fn(move |iat| {
+        if iat > to_chrono(now + skew) {
+            Err(format!("issued in the future ({iat})"))
+        } else {
+            Ok(())
+        }
+    });
+    let nonce_rule = exp.nonce;
+    let nonce_check = move |n: Option<&Nonce>| -> std::result::Result<(), String> {
+        match (nonce_rule, n) {
+            (NonceRule::Exact(want), Some(got)) if got.secret() == want => Ok(()),
+            (NonceRule::Exact(_), Some(_)) => Err("nonce mismatch".into()),
+            (NonceRule::Exact(_), None) => Err("nonce missing".into()),
+            (NonceRule::IfPresent(Some(want)), Some(got)) if got.secret() != want => {
+                Err("nonce differs from the original ID token".into())
+            }
+            _ => Ok(()),
+        }
+    };
+    let claims = token.claims(&verifier, nonce_check).map_err(|e| match e {
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey,
+        ) => Unknown::Key,
+        ClaimsVerificationError::SignatureVerification(s) => {
+            Unknown::Other(id_err(format!("signature: {s}")))
+        }
+        ClaimsVerificationError::Expired(m) => Unknown::Other(id_err(format!("expired: {m}"))),
+        ClaimsVerificationError::InvalidAudience(m) => Unknown::Other(id_err(format!("aud: {m}"))),
+        ClaimsVerificationError::InvalidIssuer(m) => Unknown::Other(id_err(format!("iss: {m}"))),
+        ClaimsVerificationError::InvalidNonce(m) => Unknown::Other(id_err(format!("nonce: {m}"))),
+        other => Unknown::Other(id_err(other.to_string())),
+    })?;
+    // azp (OIDC Core §3.1.3.7 steps 4-5): multiple audiences need azp; azp must be us.
+    match claims.authorized_party() {
+        Some(azp) if azp.as_str() != exp.client_id => {
+            return Err(Unknown::Other(id_err("azp names another client")));
+        }
+        None if claims.audiences().len() > 1 => {
+            return Err(Unknown::Other(id_err("several audiences but no azp")));
+        }
+        _ => {}
+    }
+    if let (Some(want_hash), Some(at)) = (claims.access_token_hash(), exp.access_token) {
+        let alg = token.signing_alg().map_err(|e| Unknown::Other(id_err(e.to_string())))?;
+        let key =
+            token.signing_key(&verifier).map_err(|e| Unknown::Other(id_err(e.to_string())))?;
+        let got = AccessTokenHash::from_token(&AccessToken::new(at.expose().to_string()), alg, key)
+            .map_err(|e| Unknown::Other(id_err(format!("at_hash: {e}"))))?;
+        if &got != want_hash {
+            return Err(Unknown::Other(id_err("at_hash does not match the access token")));
+        }
+    }
+    let subject = claims.subject().as_str().to_string();
+    if let Some(want) = exp.subject {
+        if subject != want {
+            return Err(Unknown::Other(id_err("refreshed ID token names another subject")));
+        }
+    }
+    let auth_time = claims.auth_time().map(|t| t.timestamp());
+    if let (Some(want), Some(got)) = (exp.auth_time, auth_time) {
+        if want != got {
+            return Err(Unknown::Other(id_err("refreshed ID token changed auth_time")));
+        }
+    }
+    Ok(IdTokenInfo {
+        subject,
+        issued_at: claims.issue_time().timestamp(),
+        expires_at: claims.expiration().timestamp(),
+        auth_time,
+        nonce: claims.nonce().map(|n| n.secret().clone()),
+    })
+}

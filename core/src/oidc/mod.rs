@@ -1,0 +1,22 @@
+//! The OpenID Connect / OAuth 2.0 protocol pieces, one concern per file. These are the
+//! building blocks of [`Client`](crate::Client); none of them persists anything.
+
+pub mod authorize;
+pub(crate) mod callback;
+pub mod discovery;
+pub mod end_session;
+pub mod id_token;
+pub(crate) mod jwks;
+pub mod registration;
+pub(crate) mod response;
+pub mod revocation;
+pub mod token;
+pub(crate) mod userinfo;
+
+pub use authorize::{AuthorizationOptions, AuthorizationStart};
+pub use discovery::{Discovery, MetadataSource, ProviderMetadata};
+pub use end_session::EndSessionOptions;
+pub use id_token::IdTokenInfo;
+pub use registration::{ClientRegistration, RegistrationRequest};
+pub use revocation::TokenKind;
+pub use token::TokenResponse;

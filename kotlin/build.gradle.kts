@@ -1,0 +1,64 @@
+// The Latchkey Android library (AAR): the uniffi-generated Kotlin (src/generated/kotlin,
+// written by scripts/generate-bindings.sh), the glue in src/main/kotlin, and
+// liblatchkey_ffi.so per ABI in src/main/jniLibs (written by scripts/build-aar.sh).
+plugins {
+    id("com.android.library")
+    id("org.jetbrains.kotlin.android")
+}
+
+android {
+    namespace = "dev.latchkey"
+    compileSdk = 35
+
+    defaultConfig {
+        minSdk = 24
+        consumerProguardFiles("consumer-rules.pro")
+    }
+
+    sourceSets {
+        getByName("main") {
+            java.srcDir("src/generated/kotlin")
+            // Android-only glue (Keystore), kept out of the JVM tests of scripts/test-kotlin.sh.
+            java.srcDir("src/main/android")
+            jniLibs.srcDir("src/main/jniLibs")
+        }
+    }
+
+    buildTypes {
+        release {
+            // A library is not minified; apps shrink it with consumer-rules.pro.
+            isMinifyEnabled = false
+        }
+    }
+
+    compileOptions {
+        sourceCompatibility = JavaVersion.VERSION_17
+        targetCompatibility = JavaVersion.VERSION_17
+    }
+
+    packaging {
+        jniLibs {
+            // The Rust library is already stripped (profile release-mobile).
+            keepDebugSymbols += "**/liblatchkey_ffi.so"
+        }
+    }
+
+    publishing {
+        singleVariant("release") {
+            withSourcesJar()
+        }
+    }
+}
+
+kotlin {
+    compilerOptions {
+        jvmTarget.set(org.jetbrains.kotlin.gradle.dsl.JvmTarget.JVM_17)
+        allWarningsAsErrors.set(true)
+    }
+}
+
+dependencies {
+    // The @aar artifact carries JNA's native dispatch library for the Android ABIs.
+    implementation("net.java.dev.jna:jna:5.17.0@aar")
+    implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
+}

@@ -1,0 +1,25 @@
+// Gradle Android library project of Latchkey's Kotlin API. Not built on the Linux CI (no
+// Android SDK there): CI compiles the same sources with kotlinc and runs them on the JVM
+// (scripts/test-kotlin.sh). Build the AAR with scripts/build-aar.sh.
+pluginManagement {
+    repositories {
+        google()
+        mavenCentral()
+        gradlePluginPortal()
+    }
+    plugins {
+        id("com.android.library") version "8.7.3"
+        // Same Kotlin as the kotlinc of scripts/install-kotlin.sh.
+        id("org.jetbrains.kotlin.android") version "2.4.20"
+    }
+}
+
+dependencyResolutionManagement {
+    repositoriesMode.set(RepositoriesMode.FAIL_ON_PROJECT_REPOS)
+    repositories {
+        google()
+        mavenCentral()
+    }
+}
+
+rootProject.name = "latchkey"

@@ -1,0 +1,208 @@
+// JVM tests of the Kotlin API (generated bindings + glue) against the host build of the Rust
+// library, loaded by JNA, and the real test provider. A plain main, no JUnit:
+// scripts/test-kotlin.sh compiles it with kotlinc, starts the provider and runs it; the last
+// line is "N passed, M failed", the exit code 1 on failure.
+package dev.latchkey
+
+import java.io.File
+import java.util.concurrent.TimeUnit
+import kotlin.system.exitProcess
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertFalse
+import kotlin.test.assertIs
+import kotlin.test.assertNotNull
+import kotlin.test.assertNull
+import kotlin.test.assertTrue
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+
+private val tests = linkedMapOf<String, suspend () -> Unit>()
+
+private fun test(name: String, body: suspend () -> Unit) {
+    tests[name] = body
+}
+
+private fun registerTests() {
+    test("version") {
+        assertEquals("0.1.0", Latchkey.version)
+    }
+
+    test("register, log in, fresh token, forced refresh, logout") {
+        val store = MemoryStore()
+        val observer = RecordingObserver()
+        LatchkeyClient.create(config(tempDir()), store).use { client ->
+            client.addObserver(observer)
+            assertEquals(LifecycleState.UNREGISTERED, client.state())
+            assertTrue(client.provider().supportsRegistration)
+            val session = signIn(client)
+            assertTrue(session.subject.isNotEmpty())
+            assertEquals(Provider.issuer, session.issuer)
+            assertTrue(session.hasRefreshToken)
+            assertEquals(LifecycleState.AUTHENTICATED, client.state())
+            assertTrue(store.has("default"))
+            assertTrue(client.accessToken().isNotEmpty())
+            assertTrue(client.userinfo().contains("\"sub\":\"${session.subject}\""))
+
+            val before = Provider.counter("refresh_grants")
+            val outcome = client.refresh()
+            assertIs<RefreshOutcome.Refreshed>(outcome)
+            assertTrue(outcome.generation > session.generation, "generation grows")
+            assertEquals(before + 1, Provider.counter("refresh_grants"))
+            assertEquals(outcome.generation, client.session()?.generation)
+            assertTrue(client.accessToken().isNotEmpty())
+            assertTrue(observer.events.any { it.event is LifecycleEvent.Refreshed && it.generation == outcome.generation },
+                "observer saw the refresh: ${observer.events.map { it.event }}")
+
+            val logout = client.logout(LogoutOptions(postLogoutRedirectUri = "dev.latchkey.test:/logged-out"))
+            assertTrue(logout.refreshTokenRevoked)
+            assertNotNull(logout.endSessionUrl)
+            assertFalse(store.has("default"))
+            assertEquals(LifecycleState.LOGGED_OUT, client.state())
+            assertTrue(observer.events.any { it.event is LifecycleEvent.LoggedOut })
+            val error = assertFailsWith<LatchkeyException> { client.accessToken() }
+            assertTrue(error is LatchkeyException.LoggedOut || error is LatchkeyException.NoSession, "$error")
+        }
+    }
+
+    test("registration persists as JSON and restores") {
+        LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
+            val json = client.register(registrationOptions()).use { it.toJson() }
+            LatchkeyClient.create(config(tempDir()), MemoryStore()).use { other ->
+                assertTrue(other.restoreRegistrationFrom(json))
+                assertEquals(LifecycleState.REGISTERED, other.state())
+                other.registration()!!.use { assertEquals(listOf(REDIRECT_URI), it.redirectUris()) }
+            }
+        }
+        val error = assertFailsWith<LatchkeyException.Config> { ClientRegistration.fromJson("{}") }
+        assertTrue(error.reason.contains("registration"))
+    }
+
+    test("a failing save is retried, then succeeds") {
+        val store = MemoryStore(failSaves = 2)
+        LatchkeyClient.create(config(tempDir()), store).use { client ->
+            signIn(client)
+            assertEquals(3, store.saveAttempts.get())
+            assertTrue(store.has("default"))
+        }
+    }
+
+    test("a save that keeps failing surfaces a typed store error") {
+        val store = MemoryStore(failSaves = Int.MAX_VALUE, retryable = true)
+        LatchkeyClient.create(config(tempDir()), store).use { client ->
+            val error = assertFailsWith<LatchkeyException.Store> { signIn(client) }
+            assertEquals("save", error.operation)
+            assertTrue(error.retryable)
+            assertTrue(error.detail.contains("keychain locked"), error.detail)
+            assertTrue(store.saveAttempts.get() > 1, "retried: ${store.saveAttempts.get()}")
+            assertFalse(store.has("default"))
+        }
+    }
+
+    test("a permanent save failure is not retried") {
+        val store = MemoryStore(failSaves = Int.MAX_VALUE, retryable = false)
+        LatchkeyClient.create(config(tempDir()), store).use { client ->
+            val error = assertFailsWith<LatchkeyException.Store> { signIn(client) }
+            assertFalse(error.retryable)
+            assertEquals(1, store.saveAttempts.get())
+        }
+    }
+
+    test("another process restores the session through an async foreign load") {
+        val dir = tempDir()
+        val store = MemoryStore()
+        val subject = LatchkeyClient.create(config(dir), store).use { client ->
+            val session = signIn(client)
+            client.saveRegistrationTo { File(dir, "registration.json").writeText(it) }
+            session.subject
+        }
+        val loadsBefore = store.loads.get()
+        LatchkeyClient.create(config(dir, holder = "extension"), store).use { extension ->
+            extension.restoreRegistrationFrom(File(dir, "registration.json").readText())
+            val restored = assertNotNull(extension.restoreSession())
+            assertEquals(subject, restored.subject)
+            assertTrue(store.loads.get() > loadsBefore, "the foreign load ran")
+            assertTrue(extension.accessToken().isNotEmpty())
+        }
+    }
+
+    test("errors are typed exceptions with fields") {
+        LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
+            assertFailsWith<LatchkeyException.NotRegistered> { client.startLogin(LoginOptions()) }
+            client.register(registrationOptions()).close()
+            assertNull(client.restoreSession())
+            assertFailsWith<LatchkeyException.NoSession> { client.accessToken() }
+            val start = client.startLogin(LoginOptions())
+            val denied = assertFailsWith<LatchkeyException.Authorization> {
+                client.finishLogin(browse(start.url, deny = true))
+            }
+            assertEquals("access_denied", denied.code)
+            val unknown = client.startLogin(LoginOptions())
+            assertTrue(client.abortLogin(unknown.state))
+            assertFalse(client.abortLogin(unknown.state))
+            assertFailsWith<LatchkeyException.AuthorizationResponse> {
+                client.finishLogin("$REDIRECT_URI?code=x&state=${unknown.state}&iss=${Provider.issuer}")
+            }
+        }
+        val insecure = assertFailsWith<LatchkeyException.InsecureUrl> {
+            LatchkeyClient.create(config(tempDir()).copy(allowInsecureLoopback = false), MemoryStore())
+        }
+        assertTrue(insecure.reason.isNotEmpty())
+    }
+
+    test("two processes sharing one SQLite file refresh once") {
+        val dir = tempDir()
+        Provider.config("{\"access_token_ttl\": 2}")
+        try {
+            LatchkeyClient.create(config(dir), FileStore(dir)).use { client ->
+                signIn(client)
+                client.saveRegistrationTo { File(dir, "registration.json").writeText(it) }
+            }
+        } finally {
+            Provider.config("{\"access_token_ttl\": 60}")
+        }
+        delay(3_000) // let the 2 s access token expire: both processes must refresh first
+        val before = Provider.counter("refresh_grants")
+        val reuseBefore = Provider.counter("reuse_detections")
+        val java = File(System.getProperty("java.home"), "bin/java").path
+        val workers = (1..2).map {
+            ProcessBuilder(
+                java, "-Djna.library.path=${System.getProperty("jna.library.path")}",
+                "-cp", System.getProperty("java.class.path"),
+                "dev.latchkey.SharedRefreshWorkerKt", dir.path,
+            ).redirectErrorStream(true).start()
+        }
+        val outputs = workers.map { process ->
+            val output = process.inputStream.bufferedReader().readText()
+            assertTrue(process.waitFor(90, TimeUnit.SECONDS), "worker finished")
+            assertEquals(0, process.exitValue(), "worker output: $output")
+            output.lines().last { it.startsWith("generation") }
+        }
+        assertEquals(1, outputs.toSet().size, "both processes use the same generation: $outputs")
+        assertEquals(before + 1, Provider.counter("refresh_grants"), "one refresh for two processes")
+        assertEquals(reuseBefore, Provider.counter("reuse_detections"))
+    }
+}
+
+fun main(args: Array<String>) {
+    registerTests()
+    val selected = tests.filterKeys { name -> args.isEmpty() || args.any { name.contains(it) } }
+    var passed = 0
+    var failed = 0
+    for ((name, body) in selected) {
+        val started = System.nanoTime()
+        val outcome = runCatching { runBlocking { withTimeout(120_000) { body() } } }
+        val millis = (System.nanoTime() - started) / 1_000_000
+        outcome.onSuccess {
+            passed++
+            println("PASS $name ($millis ms)")
+        }.onFailure { error ->
+            failed++
+            println("FAIL $name ($millis ms): $error")
+            error.printStackTrace(System.out)
+        }
+    }
+    println("$passed passed, $failed failed")
+    exitProcess(if (failed == 0 && passed > 0) 0 else 1)
+}

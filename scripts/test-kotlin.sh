@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Tests the Kotlin API on the JVM: the generated bindings + the glue of kotlin/src/main,
+# compiled with kotlinc (warnings are errors), run with JNA against the host debug build of
+# latchkey-ffi, against the real test provider (tests/op, started here on 127.0.0.1 and
+# stopped on exit) with target/debug/latchkey-browser as the headless browser. Also checks the AAR layout with the host library
+# (scripts/build-aar.sh --host-layout-check) unless --no-aar is given.
+#
+#   scripts/test-kotlin.sh [--no-aar] [test name filters...]
+#
+# The output ends with the test runner's "N passed, M failed" line; exit code 1 on failure.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+aar=1
+if [[ "${1:-}" == "--no-aar" ]]; then aar=0; shift; fi
+
+t0=$(date +%s)
+paths="$(scripts/install-kotlin.sh --print 2>/dev/null)" || paths="$(scripts/install-kotlin.sh)"
+eval "$paths"   # KOTLIN_HOME KOTLINC KOTLIN_LIB JNA_JAR
+t1=$(date +%s)
+LIB_DIR="$(scripts/generate-bindings.sh --language kotlin | tail -n1)"
+t2=$(date +%s)
+echo "test-kotlin.sh: toolchain $((t1 - t0)) s, bindings $((t2 - t1)) s; library in $LIB_DIR" >&2
+
+OUT="$REPO/kotlin/build/jvm"
+COROUTINES="$KOTLIN_LIB/kotlinx-coroutines-core-jvm.jar"
+mkdir -p "$OUT"
+
+# kotlinc_cached NAME CLASSPATH KEY SOURCES...: compiles into $OUT/NAME unless the same
+# compiler, classpath, key and sources were already compiled there (kotlinc: ~25 s on 2 cores).
+kotlinc_cached() {
+    local name="$1" cp="$2" key="$3"; shift 3
+    local stamp
+    stamp="$( { echo "$KOTLINC $cp $key $*"; cat "$@"; } | sha256sum | cut -d' ' -f1)"
+    if [[ -f "$OUT/$name.stamp" && "$(cat "$OUT/$name.stamp")" == "$stamp" ]]; then
+        echo "test-kotlin.sh: $name classes up to date" >&2
+        return
+    fi
+    rm -rf "${OUT:?}/$name" "$OUT/$name.stamp"
+    local start
+    start=$(date +%s)
+    "$KOTLINC" -Werror -jvm-target 17 -cp "$cp" -d "$OUT/$name" "$@" >&2
+    echo "$stamp" >"$OUT/$name.stamp"
+    echo "test-kotlin.sh: compiled $name in $(( $(date +%s) - start )) s" >&2
+}
+
+mapfile -t main_sources < <(find kotlin/src/generated/kotlin kotlin/src/main/kotlin -name '*.kt' | sort)
+mapfile -t test_sources < <(find kotlin/src/jvmTest/kotlin -name '*.kt' | sort)
+kotlinc_cached main "$JNA_JAR:$COROUTINES" "" "${main_sources[@]}"
+kotlinc_cached test "$JNA_JAR:$COROUTINES:$KOTLIN_LIB/kotlin-test.jar:$OUT/main" \
+    "$(cat "$OUT/main.stamp")" "${test_sources[@]}"
+
+if [[ "$aar" == 1 ]]; then
+    scripts/build-aar.sh --host-layout-check --classes "$OUT/main" --lib-dir "$LIB_DIR" >&2
+fi
+
+# The test provider and the headless browser.
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$REPO/$TARGET_DIR"
+cargo build -q -p latchkey-e2e --bin latchkey-browser >&2
+[[ -d tests/op/node_modules ]] || (cd tests/op && npm ci --no-audit --no-fund >&2)
+OP_OUT="$(mktemp)"
+node tests/op/server.js --no-stdin-watch --parent-pid $$ >"$OP_OUT" 2>"$OP_OUT.log" &
+OP_PID=$!
+trap 'kill "$OP_PID" 2>/dev/null || true; rm -f "$OP_OUT" "$OP_OUT.log"' EXIT
+ISSUER=""
+for _ in $(seq 1 300); do
+    ISSUER="$(sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p' "$OP_OUT" | head -n1)"
+    [[ -n "$ISSUER" ]] && break
+    kill -0 "$OP_PID" 2>/dev/null || { cat "$OP_OUT.log" >&2; echo "test provider exited" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -n "$ISSUER" ]] || { echo "test provider not ready after 30 s" >&2; exit 1; }
+echo "test-kotlin.sh: test provider at $ISSUER" >&2
+
+status=0
+LATCHKEY_TEST_ISSUER="$ISSUER" LATCHKEY_BROWSER="$TARGET_DIR/debug/latchkey-browser" \
+    java -Djna.library.path="$LIB_DIR" \
+    -cp "$JNA_JAR:$COROUTINES:$KOTLIN_LIB/kotlin-stdlib.jar:$KOTLIN_LIB/kotlin-test.jar:$OUT/main:$OUT/test" \
+    dev.latchkey.LatchkeyJvmTestKt "$@" || status=$?
+exit "$status"

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds and tests the Swift package on Linux: Swift 6.0.3 in a Debian trixie chroot
+# (scripts/install-swift.sh), linked against the host debug build of latchkey-ffi, against
+# the real test provider (tests/op: node runs here, outside the chroot, on 127.0.0.1; the
+# chroot shares the network namespace) with target/debug/latchkey-browser as the headless
+# browser (it runs inside the chroot: trixie's glibc is newer than the build host's).
+#
+#   scripts/test-swift.sh [extra `swift test` arguments, e.g. --filter LatchkeyTests.testX]
+#
+# Runs in a private mount namespace (unshare --mount): /proc, the repository and the cargo
+# target directory are mounted into the chroot at their own paths, and vanish with it.
+# Compiler warnings are errors here (LATCHKEY_SWIFT_WARNINGS_AS_ERRORS=1). The output ends
+# with XCTest's "Executed N tests, with 0 failures" line.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+# Absolute cargo target directory ($CARGO_TARGET_DIR relative to the repository, as cargo
+# resolves it from here); portable to macOS (no `realpath -m`).
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$REPO/$TARGET_DIR"
+# Canonical paths: they are bind-mounted into the chroot at the same place.
+REPO="$(pwd -P)"
+TARGET_DIR="$(realpath -m "$TARGET_DIR")"
+
+SUDO=()
+[[ "$(id -u)" == 0 ]] || SUDO=(sudo)
+
+t0=$(date +%s)
+ROOT="$(scripts/install-swift.sh --print 2>/dev/null)" || {
+    scripts/install-swift.sh >&2
+    ROOT="$(scripts/install-swift.sh --print)"
+}
+t1=$(date +%s)
+LIB_DIR="$(realpath "$(scripts/generate-bindings.sh --language swift | tail -n1)")"
+t2=$(date +%s)
+echo "test-swift.sh: toolchain $((t1 - t0)) s, bindings $((t2 - t1)) s; swift in $ROOT, library in $LIB_DIR" >&2
+
+cargo build -q -p latchkey-e2e --bin latchkey-browser >&2
+BROWSER="$TARGET_DIR/debug/latchkey-browser"
+[[ -d tests/op/node_modules ]] || (cd tests/op && npm ci --no-audit --no-fund >&2)
+OP_OUT="$(mktemp)"
+node tests/op/server.js --no-stdin-watch --parent-pid $$ >"$OP_OUT" 2>"$OP_OUT.log" &
+OP_PID=$!
+trap 'kill "$OP_PID" 2>/dev/null || true; rm -f "$OP_OUT" "$OP_OUT.log"' EXIT
+ISSUER=""
+for _ in $(seq 1 300); do
+    ISSUER="$(sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p' "$OP_OUT" | head -n1)"
+    [[ -n "$ISSUER" ]] && break
+    kill -0 "$OP_PID" 2>/dev/null || { cat "$OP_OUT.log" >&2; echo "test provider exited" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -n "$ISSUER" ]] || { echo "test provider not ready after 30 s" >&2; exit 1; }
+echo "test-swift.sh: test provider at $ISSUER" >&2
+
+# Everything after the mounts runs as:
+#   chroot ROOT sh -c SCRIPT sh REPO LIB_DIR ISSUER BROWSER ARGS...
+# (sudo resets the environment: values travel as arguments.)
+# shellcheck disable=SC2016 # expanded by the inner shell
+inner='cd "$1/swift" && lib="$2" && issuer="$3" && browser="$4" && shift 4 &&
+    export HOME=/root LATCHKEY_FFI_LIB_DIR="$lib" LATCHKEY_SWIFT_WARNINGS_AS_ERRORS=1 &&
+    export LATCHKEY_TEST_ISSUER="$issuer" LATCHKEY_BROWSER="$browser" &&
+    swift build --build-tests &&
+    swift test --skip-build --disable-swift-testing "$@"'
+
+status=0
+# shellcheck disable=SC2016 # expanded by the inner shell
+"${SUDO[@]}" unshare --mount sh -ec '
+    root="$1" repo="$2" target="$3"; shift 3
+    mount -t proc proc "$root/proc"
+    # The host CA roots (read-only): rustls-platform-verifier fails without any system roots
+    # even for plain-http loopback tests, and the chroot has no ca-certificates.
+    if [ -d /etc/ssl/certs ]; then
+        mkdir -p "$root/etc/ssl/certs"
+        mount --bind -o ro /etc/ssl/certs "$root/etc/ssl/certs"
+    fi
+    mkdir -p "$root$repo"
+    mount --bind "$repo" "$root$repo"
+    case "$target/" in
+        "$repo"/*) ;;
+        *) mkdir -p "$root$target"; mount --bind "$target" "$root$target" ;;
+    esac
+    exec chroot "$root" sh -c "$@"
+' sh "$ROOT" "$REPO" "$TARGET_DIR" "$inner" sh "$REPO" "$LIB_DIR" "$ISSUER" "$BROWSER" "$@" \
+    || status=$?
+exit "$status"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The one test entry point of Latchkey: installs what the tests need on a fresh machine
+# (npm packages of the test provider, the Kotlin compiler, the Swift chroot; cached copies
+# are reused) and runs every test: Rust unit and end-to-end tests against the real test
+# provider with real processes, then the Swift and Kotlin binding tests.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --rust     Rust only (lint + unit + end-to-end)
+#
+# Environment: LATCHKEY_SOAK_SECS (multi-process soak length, default 30),
+# LATCHKEY_KILL_TRIALS (SIGKILL trials, default 20), LATCHKEY_SKIP_SWIFT=1,
+# LATCHKEY_SKIP_KOTLIN=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+only_rust=false
+[ "${1:-}" = "--rust" ] && only_rust=true
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "test provider dependencies (tests/op)"
+if [ ! -d tests/op/node_modules/oidc-provider ]; then
+  (cd tests/op && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --features latchkey/cli -- -D warnings
+if ! command -v shellcheck >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -qq shellcheck >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq shellcheck >/dev/null 2>&1; }) || true
+fi
+if command -v shellcheck >/dev/null 2>&1; then
+  shellcheck -S warning scripts/*.sh .ci/run
+else
+  echo "shellcheck not installed; skipping script lint"
+fi
+
+step "Rust unit tests and end-to-end tests (real provider, real processes)"
+cargo build --workspace --all-targets --features latchkey/cli
+cargo test --workspace --features latchkey/cli --exclude latchkey-e2e
+# End-to-end binaries one at a time: they start providers and worker processes.
+for t in tests/tests/*.rs; do
+  name=$(basename "$t" .rs)
+  if [ "$name" = multiprocess ]; then
+    cargo test -p latchkey-e2e --features latchkey/cli --test "$name" -- --test-threads=1 --nocapture
+  else
+    cargo test -p latchkey-e2e --features latchkey/cli --test "$name" -- --test-threads=2
+  fi
+done
+cargo test -p latchkey-e2e --features latchkey/cli --lib --bins
+
+if [ "$only_rust" = true ]; then
+  exit 0
+fi
+
+if [ "${LATCHKEY_SKIP_KOTLIN:-0}" != 1 ] && [ -x scripts/test-kotlin.sh ]; then
+  step "Kotlin binding tests (JVM, JNA)"
+  scripts/test-kotlin.sh
+fi
+if [ "${LATCHKEY_SKIP_SWIFT:-0}" != 1 ] && [ -x scripts/test-swift.sh ]; then
+  step "Swift binding tests (Swift 6 on Linux, XCTest)"
+  scripts/test-swift.sh
+fi
+step "all tests passed"

@@ -1,0 +1,60 @@
+// The public `Latchkey` module: the generated bindings plus a thin idiomatic layer.
+// Swift 6 language mode; the generated code lives in `LatchkeyGenerated` (Swift 5 mode).
+@_exported import LatchkeyGenerated
+
+/// Namespace for library-wide facts.
+public enum Latchkey {
+    /// The version of the native Latchkey library.
+    public static var version: String { latchkeyVersion() }
+}
+
+/// A ``SessionObserver`` backed by a closure. It is called synchronously on a Latchkey
+/// thread: keep it short and hop to the main actor yourself for UI work.
+public final class ClosureSessionObserver: SessionObserver {
+    private let body: @Sendable (SessionEvent) -> Void
+
+    /// An observer that runs `body` for every event.
+    public init(_ body: @escaping @Sendable (SessionEvent) -> Void) {
+        self.body = body
+    }
+
+    /// Called by the Rust library once per event.
+    public func onEvent(event: SessionEvent) {
+        body(event)
+    }
+}
+
+extension LatchkeyClient {
+    /// Registers `observer` and returns it, for one-line setup.
+    @discardableResult
+    public func observe(_ body: @escaping @Sendable (SessionEvent) -> Void) -> SessionObserver {
+        let observer = ClosureSessionObserver(body)
+        addObserver(observer: observer)
+        return observer
+    }
+
+    /// The registration in use as JSON, to persist (it may hold the registration access
+    /// token: store it in the keychain). Nil when not registered.
+    public func registrationJSON() -> String? {
+        registration()?.toJson()
+    }
+
+    /// Restores a registration saved with ``registrationJSON()``. Returns false for nil.
+    /// Throws ``LatchkeyError/Config(reason:)`` when it is not a registration of this issuer.
+    @discardableResult
+    public func restoreRegistration(json: String?) throws -> Bool {
+        guard let json else { return false }
+        try restoreRegistration(registration: ClientRegistration.fromJson(json: json))
+        return true
+    }
+
+    /// True when the error means the user has to sign in again.
+    public static func requiresSignIn(_ error: Error) -> Bool {
+        switch error {
+        case LatchkeyError.ReauthRequired, LatchkeyError.LoggedOut, LatchkeyError.NoSession:
+            return true
+        default:
+            return false
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import Latchkey
+import XCTest
+
+final class LatchkeyTests: XCTestCase {
+    func testVersion() {
+        XCTAssertEqual(Latchkey.version, "0.1.0")
+    }
+
+    func testRegisterLoginFreshTokenForcedRefreshLogout() async throws {
+        let store = MemoryStore()
+        let observer = RecordingObserver()
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: store)
+        client.addObserver(observer: observer)
+        XCTAssertEqual(client.state(), .unregistered)
+        let provider = try await client.provider()
+        XCTAssertTrue(provider.supportsRegistration)
+
+        let session = try await signIn(client)
+        XCTAssertFalse(session.subject.isEmpty)
+        XCTAssertEqual(session.issuer, try Provider.issuer())
+        XCTAssertTrue(session.hasRefreshToken)
+        XCTAssertEqual(client.state(), .authenticated)
+        XCTAssertTrue(store.has("default"))
+        let token = try await client.accessToken()
+        XCTAssertFalse(token.isEmpty)
+        let claims = try await client.userinfo()
+        XCTAssertTrue(claims.contains("\"sub\":\"\(session.subject)\""))
+
+        let before = try await Provider.counter("refresh_grants")
+        let outcome = try await client.refresh()
+        guard case .refreshed(let generation) = outcome else {
+            return XCTFail("expected a refresh, got \(outcome)")
+        }
+        XCTAssertGreaterThan(generation, session.generation)
+        let after = try await Provider.counter("refresh_grants")
+        XCTAssertEqual(after, before + 1)
+        XCTAssertEqual(client.session()?.generation, generation)
+        XCTAssertTrue(observer.events.contains { $0.event == .refreshed && $0.generation == generation },
+                      "observer saw the refresh: \(observer.events.map(\.event))")
+
+        let logout = try await client.logout(
+            options: LogoutOptions(postLogoutRedirectUri: "dev.latchkey.test:/logged-out"))
+        XCTAssertTrue(logout.refreshTokenRevoked)
+        XCTAssertNotNil(logout.endSessionUrl)
+        XCTAssertFalse(store.has("default"))
+        XCTAssertEqual(client.state(), .loggedOut)
+        XCTAssertTrue(observer.events.contains { $0.event == .loggedOut })
+        do {
+            _ = try await client.accessToken()
+            XCTFail("expected an error after logout")
+        } catch {
+            XCTAssertTrue(LatchkeyClient.requiresSignIn(error), "\(error)")
+        }
+    }
+
+    func testRegistrationPersistsAsJSON() async throws {
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: MemoryStore())
+        _ = try await client.register(options: registrationOptions())
+        let json = try XCTUnwrap(client.registrationJSON())
+        let other = try await LatchkeyClient.create(config: try config(try tempDir()), store: MemoryStore())
+        XCTAssertTrue(try other.restoreRegistration(json: json))
+        XCTAssertEqual(other.state(), .registered)
+        XCTAssertEqual(other.registration()?.redirectUris(), [redirectURI])
+        XCTAssertThrowsError(try ClientRegistration.fromJson(json: "{}")) { error in
+            guard case LatchkeyError.Config(let reason) = error else {
+                return XCTFail("expected Config, got \(error)")
+            }
+            XCTAssertTrue(reason.contains("registration"))
+        }
+    }
+
+    func testFailingSaveIsRetriedThenSucceeds() async throws {
+        let store = MemoryStore(failSaves: 2)
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: store)
+        _ = try await signIn(client)
+        XCTAssertEqual(store.saveAttempts, 3)
+        XCTAssertTrue(store.has("default"))
+    }
+
+    func testSaveThatKeepsFailingSurfacesTypedStoreError() async throws {
+        let store = MemoryStore(failSaves: .max, retryable: true)
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: store)
+        do {
+            _ = try await signIn(client)
+            XCTFail("expected a store error")
+        } catch LatchkeyError.Store(let operation, let detail, let retryable) {
+            XCTAssertEqual(operation, "save")
+            XCTAssertTrue(retryable)
+            XCTAssertTrue(detail.contains("keychain locked"), detail)
+        }
+        XCTAssertGreaterThan(store.saveAttempts, 1)
+        XCTAssertFalse(store.has("default"))
+    }
+
+    func testPermanentSaveFailureIsNotRetried() async throws {
+        let store = MemoryStore(failSaves: .max, retryable: false)
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: store)
+        do {
+            _ = try await signIn(client)
+            XCTFail("expected a store error")
+        } catch LatchkeyError.Store(_, _, let retryable) {
+            XCTAssertFalse(retryable)
+        }
+        XCTAssertEqual(store.saveAttempts, 1)
+    }
+
+    func testExtensionRestoresSessionThroughAsyncForeignLoad() async throws {
+        let dir = try tempDir()
+        let store = MemoryStore()
+        let app = try await LatchkeyClient.create(config: try config(dir), store: store)
+        let session = try await signIn(app)
+        let json = try XCTUnwrap(app.registrationJSON())
+        let loadsBefore = store.loads
+
+        let ext = try await LatchkeyClient.create(config: try config(dir, holder: "extension"), store: store)
+        try ext.restoreRegistration(json: json)
+        let restored = try await ext.restoreSession()
+        XCTAssertEqual(restored?.subject, session.subject)
+        XCTAssertGreaterThan(store.loads, loadsBefore)
+        let token = try await ext.accessToken()
+        XCTAssertFalse(token.isEmpty)
+    }
+
+    func testErrorsAreTypedWithFields() async throws {
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: MemoryStore())
+        do {
+            _ = try await client.startLogin(options: LoginOptions())
+            XCTFail("expected NotRegistered")
+        } catch LatchkeyError.NotRegistered {}
+        _ = try await client.register(options: registrationOptions())
+        let none = try await client.restoreSession()
+        XCTAssertNil(none)
+        do {
+            _ = try await client.accessToken()
+            XCTFail("expected NoSession")
+        } catch LatchkeyError.NoSession {}
+
+        let start = try await client.startLogin(options: LoginOptions())
+        let denied = try browse(start.url, deny: true)
+        do {
+            _ = try await client.finishLogin(redirectUrl: denied)
+            XCTFail("expected an authorization error")
+        } catch LatchkeyError.Authorization(let code, _) {
+            XCTAssertEqual(code, "access_denied")
+        }
+
+        let pending = try await client.startLogin(options: LoginOptions())
+        XCTAssertTrue(client.abortLogin(state: pending.state))
+        XCTAssertFalse(client.abortLogin(state: pending.state))
+        do {
+            _ = try await client.finishLogin(
+                redirectUrl: "\(redirectURI)?code=x&state=\(pending.state)&iss=\(try Provider.issuer())")
+            XCTFail("expected AuthorizationResponse")
+        } catch LatchkeyError.AuthorizationResponse(let reason) {
+            XCTAssertFalse(reason.isEmpty)
+        }
+
+        do {
+            _ = try await LatchkeyClient.create(
+                config: try config(try tempDir(), insecure: false), store: MemoryStore())
+            XCTFail("expected InsecureUrl")
+        } catch LatchkeyError.InsecureUrl(let reason) {
+            XCTAssertFalse(reason.isEmpty)
+        }
+    }
+}

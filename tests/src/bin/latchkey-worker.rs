@@ -1,0 +1,216 @@
+//! A worker process for the multi-process tests: restores the session from a
+//! file-backed store in a shared state directory and asks for fresh tokens from several
+//! tasks in a loop, printing one JSON object per line (events, then a summary).
+//!
+//! ```text
+//! latchkey-worker --issuer URL --state-dir DIR --holder NAME [--tasks 8] [--duration-ms 30000]
+//!                 [--interval-ms 50] [--fail-saves N] [--lease-ms 3000]
+//! ```
+//! The registration is read from `DIR/registration.json`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use latchkey::{
+    ClientRegistration, FileSessionStore, LifecycleEvent, SessionBlob, SessionEvent,
+    SessionObserver, SessionStore, StoreError,
+};
+use latchkey_e2e::flow::test_config;
+use serde_json::json;
+
+struct Args {
+    issuer: String,
+    state_dir: std::path::PathBuf,
+    holder: String,
+    tasks: usize,
+    duration: Duration,
+    interval: Duration,
+    fail_saves: u64,
+    lease: Option<Duration>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        issuer: String::new(),
+        state_dir: ".".into(),
+        holder: "worker".into(),
+        tasks: 8,
+        duration: Duration::from_secs(30),
+        interval: Duration::from_millis(50),
+        fail_saves: 0,
+        lease: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|_| format!("{flag}: not a number"));
+        match flag.as_str() {
+            "--issuer" => a.issuer = val()?,
+            "--state-dir" => a.state_dir = val()?.into(),
+            "--holder" => a.holder = val()?,
+            "--tasks" => a.tasks = num(val()?)? as usize,
+            "--duration-ms" => a.duration = Duration::from_millis(num(val()?)?),
+            "--interval-ms" => a.interval = Duration::from_millis(num(val()?)?),
+            "--fail-saves" => a.fail_saves = num(val()?)?,
+            "--lease-ms" => a.lease = Some(Duration::from_millis(num(val()?)?)),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if a.issuer.is_empty() {
+        return Err("--issuer is required".into());
+    }
+    Ok(a)
+}
+
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn now_ms() -> u64 {
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+fn emit(v: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (the harness went away) ends the line silently.
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+struct Printer {
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl SessionObserver for Printer {
+    fn on_event(&self, e: &SessionEvent) {
+        let name = match e.event {
+            LifecycleEvent::RefreshStarted => "refresh_started",
+            LifecycleEvent::Refreshed => "refreshed",
+            LifecycleEvent::Adopted => "adopted",
+            LifecycleEvent::RefreshFailed => "refresh_failed",
+            LifecycleEvent::ReauthRequired => "reauth_required",
+            LifecycleEvent::LoggedOut => "logged_out",
+            _ => return,
+        };
+        *self.counts.lock().unwrap().entry(name.into()).or_default() += 1;
+        emit(json!({"event": name, "pid": std::process::id(), "t_ms": now_ms(),
+                    "generation": e.generation, "detail": e.detail}));
+    }
+}
+
+/// A store that fails its first N saves (retryably), then behaves like the file store.
+struct FlakyStore {
+    inner: FileSessionStore,
+    failures_left: AtomicU64,
+}
+
+#[async_trait]
+impl SessionStore for FlakyStore {
+    async fn save(&self, account: &str, blob: &SessionBlob) -> Result<(), StoreError> {
+        if self.failures_left.load(Ordering::SeqCst) > 0 {
+            self.failures_left.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::transient("injected save failure"));
+        }
+        self.inner.save(account, blob).await
+    }
+    async fn load(&self, account: &str) -> Result<Option<SessionBlob>, StoreError> {
+        self.inner.load(account).await
+    }
+    async fn clear(&self, account: &str) -> Result<(), StoreError> {
+        self.inner.clear(account).await
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    now_ms();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("latchkey-worker: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut config = test_config(&args.issuer, &args.state_dir, &args.holder);
+    if let Some(l) = args.lease {
+        config.lock.lease = l;
+    }
+    let store = Arc::new(FlakyStore {
+        inner: FileSessionStore::new(&args.state_dir),
+        failures_left: AtomicU64::new(args.fail_saves),
+    });
+    let client = latchkey::Client::new(config, store).expect("client");
+    let reg: ClientRegistration = serde_json::from_slice(
+        &std::fs::read(args.state_dir.join("registration.json")).expect("registration.json"),
+    )
+    .expect("registration");
+    client.restore_registration(reg).expect("registration issuer");
+    let printer = Arc::new(Printer { counts: Mutex::new(BTreeMap::new()) });
+    client.add_observer(printer.clone());
+    let session = client.restore_session().await.expect("restore").expect("a stored session");
+    emit(json!({"event": "ready", "pid": std::process::id(), "holder": args.holder,
+                "generation": session.generation, "t_ms": now_ms()}));
+
+    let deadline = Instant::now() + args.duration;
+    let calls = Arc::new(AtomicU64::new(0));
+    let max_call_ms = Arc::new(AtomicU64::new(0));
+    let errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let generations_seen: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let mut handles = Vec::new();
+    for _ in 0..args.tasks {
+        let client = client.clone();
+        let (calls, max_call_ms, errors, gens) =
+            (calls.clone(), max_call_ms.clone(), errors.clone(), generations_seen.clone());
+        let interval = args.interval;
+        handles.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                let r = client.access_token().await;
+                let ms = t0.elapsed().as_millis() as u64;
+                max_call_ms.fetch_max(ms, Ordering::Relaxed);
+                calls.fetch_add(1, Ordering::Relaxed);
+                match r {
+                    Ok(_) => {
+                        if let Some(s) = client.session() {
+                            let mut g = gens.lock().unwrap();
+                            if g.last() != Some(&s.generation) {
+                                g.push(s.generation);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let kind = format!("{e:?}").split([' ', '{', '(']).next().unwrap_or("?").to_string();
+                        *errors.lock().unwrap().entry(kind.clone()).or_default() += 1;
+                        emit(json!({"event": "error", "pid": std::process::id(), "t_ms": now_ms(),
+                                    "kind": kind, "retryable": e.is_retryable(), "message": e.to_string()}));
+                        if e.requires_reauthentication() {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(interval).await;
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let gens = generations_seen.lock().unwrap().clone();
+    let monotonic = gens.windows(2).all(|w| w[0] < w[1]);
+    emit(json!({
+        "event": "summary",
+        "pid": std::process::id(),
+        "holder": args.holder,
+        "calls": calls.load(Ordering::Relaxed),
+        "max_call_ms": max_call_ms.load(Ordering::Relaxed),
+        "errors": *errors.lock().unwrap(),
+        "events": *printer.counts.lock().unwrap(),
+        "generations_monotonic": monotonic,
+        "final_generation": client.session().map(|s| s.generation),
+        "state": format!("{:?}", client.state()),
+    }));
+}

@@ -1,0 +1,148 @@
+//! Spawning and steering `latchkey-worker` processes: their JSON lines are collected by a
+//! reader thread; they can be killed, stopped and continued by PID.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One worker process.
+pub struct Worker {
+    /// Its holder name.
+    pub holder: String,
+    /// Its PID.
+    pub pid: u32,
+    child: Child,
+    lines: Arc<Mutex<Vec<(Instant, Value)>>>,
+}
+
+/// Where to find the worker binary and how to start it.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// Path of the `latchkey-worker` binary.
+    pub bin: PathBuf,
+    /// Issuer of the test provider.
+    pub issuer: String,
+    /// Shared state directory (lock.db, registration.json, session.json).
+    pub state_dir: PathBuf,
+    /// Further arguments (`--tasks`, `--duration-ms`, ...).
+    pub args: Vec<String>,
+}
+
+impl WorkerSpec {
+    /// Starts a worker named `holder`.
+    pub fn spawn(&self, holder: &str) -> Worker {
+        let mut child = Command::new(&self.bin)
+            .arg("--issuer")
+            .arg(&self.issuer)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--holder")
+            .arg(holder)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn latchkey-worker");
+        let pid = child.id();
+        let lines: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push((Instant::now(), v));
+                }
+            }
+        });
+        Worker { holder: holder.to_string(), pid, child, lines }
+    }
+}
+
+impl Worker {
+    /// Every line received so far, with the time it arrived.
+    pub fn lines(&self) -> Vec<(Instant, Value)> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Lines whose `event` is `name`.
+    pub fn events(&self, name: &str) -> Vec<(Instant, Value)> {
+        self.lines().into_iter().filter(|(_, v)| v["event"] == name).collect()
+    }
+
+    /// Waits (bounded) for the first line after `since` that satisfies `pred`.
+    pub fn wait_for(
+        &self,
+        since: Instant,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<(Instant, Value)> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(hit) = self.lines().into_iter().find(|(t, v)| *t >= since && pred(v)) {
+                return Some(hit);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The summary line, waiting up to `timeout` for the process to finish.
+    pub fn summary(&mut self, timeout: Duration) -> Option<Value> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.events("summary").pop().map(|(_, v)| v)
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGSTOP (freezes the process as iOS does a suspended app).
+    pub fn stop(&self) {
+        signal("-STOP", self.pid);
+    }
+
+    /// SIGCONT.
+    pub fn cont(&self) {
+        signal("-CONT", self.pid);
+    }
+}
+
+fn signal(sig: &str, pid: u32) {
+    let ok = Command::new("kill").arg(sig).arg(pid.to_string()).status().map(|s| s.success());
+    assert!(matches!(ok, Ok(true)), "kill {sig} {pid} failed");
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal_quiet("-CONT", self.pid);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal_quiet(sig: &str, pid: u32) {
+    let _ = Command::new("kill").arg(sig).arg(pid.to_string()).status();
+}
+
+/// Writes `registration.json` into `dir` for the workers.
+pub fn write_registration(dir: &Path, reg: &latchkey::ClientRegistration) {
+    std::fs::write(dir.join("registration.json"), serde_json::to_vec_pretty(reg).unwrap()).unwrap();
+}

@@ -1,0 +1,370 @@
+//! The session lifecycle against the real test provider (node-oidc-provider on loopback):
+//! register → headless login → token → refresh (rotation) → userinfo → revoke →
+//! end-session URL, and the failure paths.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use latchkey::{
+    EndSessionOptions, Error, LifecycleEvent, LifecycleState, RefreshOutcome, SessionEvent,
+    SessionObserver,
+};
+use latchkey_e2e::browser::LoginOptions;
+use latchkey_e2e::flow::{self, file_client, register, sign_in, test_config};
+use latchkey_e2e::op::{Fault, FaultWhen, ProviderOptions, TestProvider};
+
+async fn provider(ttl: u64) -> TestProvider {
+    TestProvider::start(ProviderOptions { access_token_ttl_secs: ttl, ..Default::default() })
+        .await
+        .expect("test provider")
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<SessionEvent>>);
+impl SessionObserver for Recorder {
+    fn on_event(&self, e: &SessionEvent) {
+        self.0.lock().unwrap().push(e.clone());
+    }
+}
+impl Recorder {
+    fn events(&self) -> Vec<LifecycleEvent> {
+        self.0.lock().unwrap().iter().map(|e| e.event).collect()
+    }
+}
+
+#[tokio::test]
+async fn full_lifecycle_rs256() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    let rec = Arc::new(Recorder::default());
+    client.add_observer(rec.clone());
+
+    let meta = client.provider().await.unwrap();
+    assert!(meta.authorization_response_iss_parameter_supported);
+    assert!(meta.revocation_endpoint.is_some() && meta.end_session_endpoint.is_some());
+    assert!(meta.registration_endpoint.is_some());
+
+    let reg = register(&client, None).await.unwrap();
+    assert!(!reg.client_id.is_empty());
+    assert!(reg.grant_types.iter().any(|g| g == "refresh_token"));
+    assert_eq!(client.state(), LifecycleState::Registered);
+
+    let s1 = sign_in(&client, "alice").await.unwrap();
+    assert_eq!(s1.subject, "alice");
+    assert_eq!(s1.generation, 1);
+    assert!(s1.refresh_token.is_some() && s1.id_token.is_some());
+    assert_eq!(client.state(), LifecycleState::Authenticated);
+
+    // The fast path returns the same token without a refresh.
+    let t = client.access_token().await.unwrap();
+    assert_eq!(t, s1.access_token);
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 0);
+
+    // A forced refresh rotates both tokens and bumps the generation.
+    let out = client.refresh().await.unwrap();
+    assert_eq!(out, RefreshOutcome::Refreshed { generation: 2 });
+    let s2 = client.session().unwrap();
+    assert_ne!(s2.access_token, s1.access_token);
+    assert_ne!(s2.refresh_token, s1.refresh_token);
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 1);
+
+    // The store holds the new generation (file store, 0600).
+    let stored = std::fs::read_to_string(dir.path().join("session.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(v["generation"], 2);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("session.json")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let claims = client.userinfo().await.unwrap();
+    assert_eq!(claims["sub"], "alice");
+
+    // Restoring in a second client (another "process") sees generation 2.
+    let other = file_client(test_config(op.issuer(), dir.path(), "ext"), dir.path()).unwrap();
+    other.restore_registration(reg.clone()).unwrap();
+    let restored = other.restore_session().await.unwrap().unwrap();
+    assert_eq!(restored.generation, 2);
+    assert_eq!(restored.access_token, s2.access_token);
+
+    let out = client
+        .logout(EndSessionOptions {
+            post_logout_redirect_uri: Some("dev.latchkey.test:/logged-out".into()),
+            state: Some("bye".into()),
+            ui_locales: None,
+        })
+        .await
+        .unwrap();
+    assert!(out.refresh_token_revoked && out.access_token_revoked, "{out:?}");
+    let url = out.end_session_url.unwrap();
+    assert!(url.contains("id_token_hint=") && url.contains("post_logout_redirect_uri="));
+    assert_eq!(client.state(), LifecycleState::LoggedOut);
+    assert!(matches!(client.access_token().await, Err(Error::LoggedOut)));
+    assert!(!dir.path().join("session.json").exists());
+    assert!(op.counters().await.unwrap().revocations >= 2);
+
+    // The other process learns about the logout at its next coordinated call.
+    assert!(matches!(other.sync().await, Err(Error::LoggedOut)));
+    assert!(matches!(other.refresh().await, Err(Error::LoggedOut)));
+
+    let events = rec.events();
+    for want in [
+        LifecycleEvent::Registered,
+        LifecycleEvent::LoginStarted,
+        LifecycleEvent::SignedIn,
+        LifecycleEvent::RefreshStarted,
+        LifecycleEvent::Refreshed,
+        LifecycleEvent::LoggedOut,
+    ] {
+        assert!(events.contains(&want), "missing {want:?} in {events:?}");
+    }
+}
+
+#[tokio::test]
+async fn es256_id_tokens_login_and_refresh() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    let reg = register(&client, Some("ES256")).await.unwrap();
+    assert_eq!(reg.id_token_signed_response_alg.as_deref(), Some("ES256"));
+    let s = sign_in(&client, "bob").await.unwrap();
+    assert_eq!(s.subject, "bob");
+    let header = s.id_token.as_ref().unwrap().expose().split('.').next().unwrap().to_string();
+    use base64::Engine;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap();
+    assert!(String::from_utf8(header).unwrap().contains("ES256"));
+    assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 });
+}
+
+#[tokio::test]
+async fn unknown_state_is_rejected_and_pending_kept() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+    let redirect = flow::authorize(&client, &LoginOptions::default()).await;
+    let mut forged = url::Url::parse(&redirect).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let forged = k == "state";
+            (k.into_owned(), if forged { "forged".into() } else { v.into_owned() })
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    assert!(matches!(client.finish_login(forged.as_str()).await, Err(Error::UnknownState)));
+    // The genuine redirect still completes.
+    assert_eq!(client.finish_login(&redirect).await.unwrap().subject, "alice");
+    // A replayed redirect does not.
+    assert!(matches!(client.finish_login(&redirect).await, Err(Error::UnknownState)));
+}
+
+fn replace_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .chain(value.map(|v| (name.to_string(), v.to_string())))
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    u.to_string()
+}
+
+#[tokio::test]
+async fn iss_mismatch_and_missing_iss_are_rejected() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+
+    let redirect = flow::authorize(&client, &LoginOptions::default()).await;
+    assert!(redirect.contains("iss="), "the provider sends iss: {redirect}");
+    let evil = replace_param(&redirect, "iss", Some("https://evil.example"));
+    match client.finish_login(&evil).await {
+        Err(Error::IssuerMismatch { expected, actual }) => {
+            assert_eq!(expected, op.issuer());
+            assert_eq!(actual, "https://evil.example");
+        }
+        other => panic!("expected IssuerMismatch, got {other:?}"),
+    }
+
+    let redirect = flow::authorize(&client, &LoginOptions::default()).await;
+    let missing = replace_param(&redirect, "iss", None);
+    assert!(matches!(client.finish_login(&missing).await, Err(Error::MissingIssuer)));
+    assert_eq!(op.counters().await.unwrap().code_grants, 0, "no code was exchanged");
+}
+
+#[tokio::test]
+async fn denied_consent_is_a_typed_provider_error() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+    let redirect = flow::authorize(&client, &LoginOptions::default().deny()).await;
+    match client.finish_login(&redirect).await {
+        Err(Error::Authorization { error, .. }) => assert_eq!(error, "access_denied"),
+        other => panic!("expected access_denied, got {other:?}"),
+    }
+    assert_eq!(client.state(), LifecycleState::Registered);
+    assert!(matches!(client.access_token().await, Err(Error::NoSession)));
+}
+
+#[tokio::test]
+async fn refresh_503_then_success_keeps_session() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+    sign_in(&client, "alice").await.unwrap();
+    op.push_fault(Fault::status(FaultWhen::Before, 503).refresh_only().retry_after(1))
+        .await
+        .unwrap();
+    assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 });
+    let c = op.counters().await.unwrap();
+    assert_eq!(c.faults_applied, 1);
+    assert_eq!(c.refresh_grants, 1);
+    assert_eq!(c.reuse_detections, 0);
+
+    // 503 on every attempt: a typed retryable error, session kept and usable afterwards.
+    op.push_fault(Fault::status(FaultWhen::Before, 503).refresh_only().times(10)).await.unwrap();
+    let err = client.refresh().await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(matches!(err, Error::HttpStatus { status: 503, .. }));
+    assert_eq!(client.state(), LifecycleState::Authenticated);
+    // The still-valid token is served meanwhile.
+    assert!(client.access_token().await.is_ok());
+    op.clear_faults().await.unwrap();
+    assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 3 });
+}
+
+#[tokio::test]
+async fn dropped_connection_before_processing_keeps_session() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+    sign_in(&client, "alice").await.unwrap();
+    op.push_fault(Fault::drop_connection(FaultWhen::Before).refresh_only()).await.unwrap();
+    let err = client.refresh().await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(client.state(), LifecycleState::Authenticated);
+    // The connection broke after the request left: the provider may have consumed the
+    // refresh token, so while the access token is valid it is kept rather than risking a
+    // reuse that would revoke the grant.
+    assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::KeptValidToken { generation: 1 });
+    assert_eq!(op.counters().await.unwrap().reuse_detections, 0);
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 0);
+}
+
+#[tokio::test]
+async fn invalid_grant_requires_reauthentication() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    let rec = Arc::new(Recorder::default());
+    client.add_observer(rec.clone());
+    register(&client, None).await.unwrap();
+    sign_in(&client, "alice").await.unwrap();
+    assert!(op.revoke_grants(Some("alice")).await.unwrap() >= 1);
+    match client.refresh().await {
+        Err(Error::ReauthRequired { .. }) => {}
+        other => panic!("expected ReauthRequired, got {other:?}"),
+    }
+    assert_eq!(client.state(), LifecycleState::ReauthRequired);
+    assert!(rec.events().contains(&LifecycleEvent::ReauthRequired));
+    assert!(!dir.path().join("session.json").exists(), "the dead session is cleared");
+    // Signing in again starts a new, higher generation.
+    let s = sign_in(&client, "alice").await.unwrap();
+    assert!(s.generation >= 2);
+    assert_eq!(client.state(), LifecycleState::Authenticated);
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_refresh_and_survive_cancellation() {
+    let op = provider(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+    let s1 = sign_in(&client, "alice").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move { c.access_token().await }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap().unwrap());
+    }
+    assert!(tokens.windows(2).all(|w| w[0] == w[1]), "every caller got the same token");
+    assert_ne!(tokens[0], s1.access_token);
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 1);
+
+    // A caller that gives up does not abandon the refresh: it completes in the background.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    op.push_fault(Fault::delay(FaultWhen::Before, Duration::from_millis(800)).refresh_only())
+        .await
+        .unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), client.access_token()).await;
+    assert!(gave_up.is_err(), "the caller timed out");
+    let mut waited = 0;
+    while op.counters().await.unwrap().refresh_grants < 2 && waited < 50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 2);
+    assert_eq!(client.session().unwrap().generation, 3);
+}
+
+#[tokio::test]
+async fn tokens_never_reach_debug_or_errors() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+    let s = sign_in(&client, "alice").await.unwrap();
+    let secrets = [
+        s.access_token.expose().to_string(),
+        s.refresh_token.clone().unwrap().expose().to_string(),
+        s.id_token.clone().unwrap().expose().to_string(),
+    ];
+    let texts = [
+        format!("{s:?}"),
+        format!("{s}"),
+        format!("{client:?}"),
+        format!("{:?}", client.session()),
+    ];
+    for t in &texts {
+        for sec in &secrets {
+            assert!(!t.contains(sec.as_str()), "token leaked into {t}");
+        }
+    }
+    // The coordination database holds hashes only.
+    let db = std::fs::read(dir.path().join("lock.db")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("lock.db-wal")).unwrap_or_default();
+    for sec in &secrets {
+        let needle = sec.as_bytes();
+        for bytes in [&db, &wal] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "token in SQLite");
+        }
+    }
+}
+
+#[tokio::test]
+async fn wrong_issuer_and_http_issuer_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    // http to a non-loopback host is refused before any request.
+    let cfg = test_config("http://op.example", dir.path(), "app");
+    assert!(matches!(file_client(cfg, dir.path()), Err(Error::InsecureUrl { .. })));
+    // Nothing listens on this loopback port: a retryable network error.
+    let cfg = test_config("http://127.0.0.1:9", dir.path(), "app");
+    let client = file_client(cfg, dir.path()).unwrap();
+    let err = client.provider().await.unwrap_err();
+    assert!(matches!(err, Error::Network { .. }), "{err:?}");
+    assert!(err.is_retryable());
+}
