@@ -40,8 +40,14 @@ fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
+/// The default timings, except `poll_interval` when `LOCK_BENCH_POLL_US` is set (children
+/// inherit it), to compare polling intervals.
 fn open(path: &Path) -> Res<Coordinator> {
-    Ok(Coordinator::open(path, CoordinatorConfig::default(), Arc::new(SystemClock))?)
+    let mut config = CoordinatorConfig::default();
+    if let Ok(us) = std::env::var("LOCK_BENCH_POLL_US") {
+        config.poll_interval = Duration::from_micros(us.parse()?);
+    }
+    Ok(Coordinator::open(path, config, Arc::new(SystemClock))?)
 }
 
 fn runtime() -> Res<tokio::runtime::Runtime> {
@@ -116,7 +122,8 @@ fn child_storm(args: &[String]) -> Res<()> {
         match c.acquire(&account, &holder()).await {
             Ok(lease) => {
                 let t_acq = now_us();
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Exactly 10 ms: Tokio's timer would round up to the next millisecond tick.
+                std::thread::sleep(Duration::from_millis(10));
                 let t_rel = now_us();
                 lease.release().await?;
                 println!("OK {t_acq} {t_rel} {}", now_us());
@@ -141,6 +148,8 @@ fn child_hold(args: &[String]) -> Res<()> {
         tokio::time::sleep(Duration::from_millis(hold_ms)).await;
         println!("REL");
         std::io::stdout().flush()?;
+        // Let the observer stop counting before the release commit.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         lease.release().await?;
         Ok(())
     })
@@ -274,6 +283,8 @@ fn bench_handoff(dir: &Path, iterations: usize) -> Res<Vec<Row>> {
 
 struct StormRound {
     wall_ms: f64,
+    holds_ms: Vec<f64>,
+    gaps_ms: Vec<f64>,
     timeouts: usize,
     overlaps: usize,
 }
@@ -318,7 +329,9 @@ fn storm_round(path: &Path, n: usize, round: usize) -> Res<StormRound> {
     }
     holds.sort();
     let overlaps = holds.windows(2).filter(|w| w[1].0 < w[0].1).count();
-    Ok(StormRound { wall_ms: (end - start) as f64 / 1000.0, timeouts, overlaps })
+    let holds_ms = holds.iter().map(|(a, r)| (r - a) as f64 / 1000.0).collect();
+    let gaps_ms = holds.windows(2).map(|w| (w[1].0 - w[0].1) as f64 / 1000.0).collect();
+    Ok(StormRound { wall_ms: (end - start) as f64 / 1000.0, holds_ms, gaps_ms, timeouts, overlaps })
 }
 
 fn bench_storm(dir: &Path, rounds: usize) -> Res<Vec<Row>> {
@@ -329,9 +342,12 @@ fn bench_storm(dir: &Path, rounds: usize) -> Res<Vec<Row>> {
     for (n, anchor_wall, anchor_timeouts) in anchors {
         let mut walls = Vec::new();
         let (mut timeouts, mut overlaps) = (0, 0);
+        let (mut holds, mut gaps) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             let r = storm_round(&path, n, round)?;
             walls.push(r.wall_ms);
+            holds.extend(r.holds_ms);
+            gaps.extend(r.gaps_ms);
             timeouts += r.timeouts;
             overlaps += r.overlaps;
         }
@@ -347,6 +363,20 @@ fn bench_storm(dir: &Path, rounds: usize) -> Res<Vec<Row>> {
             ),
             anchor_wall,
             &format!("≤ {} ms (ideal {ideal})", ideal + 20),
+        ));
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        gaps.sort_by(f64::total_cmp);
+        rows.push(row(
+            &format!("storm N = {n}, hold 10 ms"),
+            "mean hold as measured; handoff gap median (p99)",
+            format!(
+                "{:.2} ms; {:.2} ms ({:.2} ms)",
+                mean(&holds),
+                percentile(&gaps, 50.0),
+                percentile(&gaps, 99.0)
+            ),
+            "—",
+            "—",
         ));
         rows.push(row(
             &format!("storm N = {n}, hold 10 ms"),
@@ -410,19 +440,6 @@ fn bench_uncontended(dir: &Path, iterations: usize) -> Res<Vec<Row>> {
     let bare_path = dir.join("bare.sqlite");
     let c = open(&lock_path)?;
     let holder = holder();
-    let mut lock_us = Vec::with_capacity(iterations);
-    rt.block_on(async {
-        for i in 0..iterations + iterations / 10 {
-            let t = Instant::now();
-            let lease = c.acquire(ACCOUNT, &holder).await?;
-            lease.release().await?;
-            if i >= iterations / 10 {
-                lock_us.push(t.elapsed().as_secs_f64() * 1e6);
-            }
-        }
-        Ok::<_, Box<dyn StdError + Send + Sync>>(())
-    })?;
-
     let bare = rusqlite::Connection::open(&bare_path)?;
     bare.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
     bare.pragma_update(None, "synchronous", "NORMAL")?;
@@ -430,38 +447,47 @@ fn bench_uncontended(dir: &Path, iterations: usize) -> Res<Vec<Row>> {
         "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL);
          INSERT OR IGNORE INTO t VALUES (1, 0);",
     )?;
-    let write = |conn: &mut rusqlite::Connection| -> rusqlite::Result<()> {
+    fn write(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.prepare_cached("UPDATE t SET v = v + 1 WHERE id = 1")?.execute([])?;
         tx.commit()
-    };
-    let mut bare = bare;
-    let mut bare_us = Vec::with_capacity(iterations);
-    for i in 0..iterations + iterations / 10 {
-        let t = Instant::now();
-        write(&mut bare)?;
-        if i >= iterations / 10 {
-            bare_us.push(t.elapsed().as_secs_f64() * 1e6);
-        }
     }
     let shared = Arc::new(Mutex::new(bare));
-    let mut async_us = Vec::with_capacity(iterations);
+    let (mut lock_us, mut acq_us, mut rel_us, mut bare_us, mut async_us) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Interleaved, so the three measurements see the same machine state.
     rt.block_on(async {
         for i in 0..iterations + iterations / 10 {
+            let warm = i < iterations / 10;
             let t = Instant::now();
+            let lease = c.acquire(ACCOUNT, &holder).await?;
+            let t2 = Instant::now();
+            lease.release().await?;
+            let t3 = Instant::now();
             let conn = Arc::clone(&shared);
             tokio::task::spawn_blocking(move || {
                 let mut guard = conn.lock().map_err(|_| "poisoned")?;
                 write(&mut guard).map_err(|e| e.to_string())
             })
             .await??;
-            if i >= iterations / 10 {
-                async_us.push(t.elapsed().as_secs_f64() * 1e6);
+            let t4 = Instant::now();
+            {
+                let mut guard = shared.lock().map_err(|_| "poisoned")?;
+                write(&mut guard)?;
+            }
+            let t5 = Instant::now();
+            if !warm {
+                let us = |d: Duration| d.as_secs_f64() * 1e6;
+                lock_us.push(us(t3 - t));
+                acq_us.push(us(t2 - t));
+                rel_us.push(us(t3 - t2));
+                async_us.push(us(t4 - t3));
+                bare_us.push(us(t5 - t4));
             }
         }
         Ok::<_, Box<dyn StdError + Send + Sync>>(())
     })?;
-    for v in [&mut lock_us, &mut bare_us, &mut async_us] {
+    for v in [&mut lock_us, &mut acq_us, &mut rel_us, &mut bare_us, &mut async_us] {
         v.sort_by(f64::total_cmp);
     }
     let (l, b, a) =
@@ -473,6 +499,13 @@ fn bench_uncontended(dir: &Path, iterations: usize) -> Res<Vec<Row>> {
             format!("{l:.0} µs"),
             "580 µs",
             "≤ 2× bare write",
+        ),
+        row(
+            "uncontended, 1 process",
+            "acquire alone; release alone (medians)",
+            format!("{:.0} µs; {:.0} µs", percentile(&acq_us, 50.0), percentile(&rel_us, 50.0)),
+            "—",
+            "—",
         ),
         row(
             "uncontended, 1 process",

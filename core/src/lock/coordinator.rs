@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng as _;
 use rusqlite::Connection;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::db::Db;
@@ -26,10 +26,13 @@ use crate::error::{Error, Result};
 ///   [`Error::LockTimeout`]; longer than `lease`, so a dead holder never causes a timeout.
 /// - `busy_timeout` (5 s): SQLite's wait for the write lock of another connection; writes
 ///   here last microseconds, so it is only reached when a process froze mid-write.
-/// - `poll_interval` (2 ms): waiters of other processes read the lease row every
-///   `poll_interval` ± 50 % (uniformly jittered, so simultaneous waiters spread out); a read
-///   in WAL mode never blocks the holder. Waiters of the same process do not poll: they are
-///   woken by the release.
+/// - `poll_interval` (1 ms): a waiter whose lease is held by another process reads the row
+///   every `poll_interval` ± 50 %, uniformly jittered so simultaneous waiters spread out
+///   (Tokio's 1 ms timer makes that 1–2 ms in practice). A read in WAL mode never blocks the
+///   holder, and a waiter writes only when the row looks free. Waiters of the same process
+///   do not poll: they queue in-process and are woken by the release. Polling lasts only as
+///   long as the wait (bounded by the acquire timeout), so its cost is a few hundred small
+///   reads per contended refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoordinatorConfig {
     /// Lease duration: expiry after the last renewal.
@@ -51,7 +54,7 @@ impl Default for CoordinatorConfig {
             renew_every: Duration::from_secs(1),
             acquire_timeout: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(2),
+            poll_interval: Duration::from_millis(1),
         }
     }
 }
@@ -76,8 +79,10 @@ pub(crate) struct Inner {
     /// One async mutex per account: the tasks of this process queue here (FIFO) before
     /// touching the row, and are woken by the release.
     local: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Leases of this process that are held, released by `pause`.
+    /// Leases of this process that are held: renewed by the renewer, released by `pause`.
     live: Mutex<HashMap<String, Arc<LeaseShared>>>,
+    /// Whether the renewer task runs (it runs only while leases are held).
+    pub(crate) renewer_running: AtomicBool,
 }
 
 impl Inner {
@@ -102,6 +107,11 @@ impl Inner {
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LeaseShared>>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leases of this process that are held now.
+    pub(crate) fn live_leases(&self) -> Vec<Arc<LeaseShared>> {
+        self.live().values().cloned().collect()
     }
 
     fn register(&self, shared: &Arc<LeaseShared>) {
@@ -147,6 +157,7 @@ impl Coordinator {
                 clock,
                 local: Mutex::new(HashMap::new()),
                 live: Mutex::new(HashMap::new()),
+                renewer_running: AtomicBool::new(false),
             }),
         })
     }
@@ -180,16 +191,17 @@ impl Coordinator {
     ) -> Result<Lease> {
         let deadline = Instant::now() + timeout;
         let slot = self.inner.local_slot(account);
-        let guard = tokio::time::timeout_at(deadline, slot.lock_owned())
-            .await
-            .map_err(|_| Error::LockTimeout)?;
+        let guard = match Arc::clone(&slot).try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => tokio::time::timeout_at(deadline, slot.lock_owned())
+                .await
+                .map_err(|_| Error::LockTimeout)?,
+        };
         let mut peek = false;
         loop {
             let attempt = tokio::time::timeout_at(deadline, self.attempt(account, holder, peek));
             match attempt.await {
-                Ok(Ok(Some(shared))) => {
-                    return Ok(Lease::new(shared, Arc::clone(&self.inner), guard));
-                }
+                Ok(Ok(Some(shared))) => return self.lease(shared, guard),
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => return Err(e),
                 Err(_elapsed) => return Err(Error::LockTimeout),
@@ -211,10 +223,22 @@ impl Coordinator {
         let Ok(guard) = slot.try_lock_owned() else {
             return Ok(None);
         };
-        Ok(self
-            .attempt(account, holder, false)
-            .await?
-            .map(|shared| Lease::new(shared, Arc::clone(&self.inner), guard)))
+        match self.attempt(account, holder, false).await? {
+            Some(shared) => self.lease(shared, guard).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Wraps a fresh acquisition; fails if a concurrent `pause` already released it.
+    fn lease(
+        &self,
+        shared: Arc<LeaseShared>,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<Lease> {
+        if shared.is_released() {
+            return Err(super::db::paused_error());
+        }
+        Ok(Lease::new(shared, Arc::clone(&self.inner), guard))
     }
 
     /// One attempt on the row. With `peek`, reads first and writes only if the row looks
@@ -225,54 +249,35 @@ impl Coordinator {
         holder: &str,
         peek: bool,
     ) -> Result<Option<Arc<LeaseShared>>> {
-        // The value stays a `Handoff` (which frees the row when dropped) until this future
-        // has received it: a cancellation after the send can no longer leak the row.
-        let (tx, rx) = oneshot::channel();
+        // The row travels as a `Handoff`, which frees it when dropped: if this future is
+        // cancelled, the blocking task's output is dropped unclaimed and the row is given
+        // back at once instead of blocking everyone until it expires.
         let inner = Arc::clone(&self.inner);
         let account = account.to_owned();
         let holder = holder.to_owned();
         let task = tokio::task::spawn_blocking(move || {
-            let mut tx = Some(tx);
-            let result = inner.db.with(|conn| {
+            inner.db.with(|conn| {
                 let now = inner.now_ms();
                 if peek {
                     if let Some(row) = lease::peek(conn, &account)? {
                         if !row.acquirable_by(&holder, now) {
-                            return Ok(());
+                            return Ok(None);
                         }
                     }
                 }
                 let expires = now.saturating_add(inner.lease_ms());
                 let Some(fence) = lease::try_take(conn, &account, &holder, now, expires)? else {
-                    return Ok(());
+                    return Ok(None);
                 };
-                let shared = Arc::new(LeaseShared::new(account.clone(), holder.clone(), fence));
-                // Registered and handed over under the connection mutex, so `pause` sees it.
-                // A cancelled caller has dropped `rx`: free the row now instead of letting
-                // it expire.
+                let shared = Arc::new(LeaseShared::new(account, holder, fence));
+                // Registered under the connection mutex, so a concurrent `pause` sees it.
                 inner.register(&shared);
-                if let Some(tx) = tx.take() {
-                    let handoff = Handoff::new(Arc::clone(&shared), Arc::clone(&inner));
-                    if let Err(Ok(Some(handoff))) = tx.send(Ok(Some(handoff))) {
-                        // Defused here and released inline (we hold the connection).
-                        if let Some(shared) = handoff.take() {
-                            shared.take_release();
-                            inner.unregister(&shared);
-                            lease::release_row(conn, &shared)?;
-                        }
-                    }
-                }
-                Ok(())
-            });
-            if let Some(tx) = tx {
-                // Not acquired (or failed): the caller may be gone, which is fine.
-                let _ = tx.send(result.map(|()| None));
-            }
+                Ok(Some(Handoff::new(shared, Arc::clone(&inner))))
+            })
         });
-        drop(task);
-        let handoff = rx
+        let handoff = task
             .await
-            .map_err(|_| Error::Database { message: "lease attempt did not complete".into() })??;
+            .map_err(|e| Error::Database { message: format!("lease attempt failed: {e}") })??;
         Ok(handoff.and_then(Handoff::take))
     }
 
@@ -284,14 +289,15 @@ impl Coordinator {
         let inner = Arc::clone(&self.inner);
         let done = tokio::task::spawn_blocking(move || {
             inner.db.pause_and_close(|conn| {
+                // Every lease still registered, including one whose `release` is queued
+                // behind this closure (it would find the database paused): the conditional
+                // UPDATE frees only rows that are still ours.
                 let leases: Vec<_> = inner.live().drain().map(|(_, s)| s).collect();
                 for shared in leases {
                     shared.mark_lost();
-                    if shared.take_release() {
-                        shared.stop_renewal();
-                        if let Err(e) = lease::release_row(conn, &shared) {
-                            tracing::debug!(error = %e, "releasing a lease on pause failed; it will expire");
-                        }
+                    shared.take_release();
+                    if let Err(e) = lease::release_row(conn, &shared) {
+                        tracing::debug!(error = %e, "releasing a lease on pause failed; it will expire");
                     }
                 }
             });

@@ -125,7 +125,7 @@ impl Db {
     }
 }
 
-fn paused_error() -> Error {
+pub(crate) fn paused_error() -> Error {
     Error::Database { message: "the coordination database is paused (call resume)".into() }
 }
 

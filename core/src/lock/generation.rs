@@ -5,8 +5,6 @@
 //! generation number, not on lease ownership, because a holder whose lease lapsed while it
 //! waited for the provider may hold the only valid refresh token.
 
-use std::sync::Arc;
-
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::coordinator::Coordinator;
@@ -208,8 +206,7 @@ impl Coordinator {
             return Err(Error::config("end() needs an ending state, not Active"));
         }
         let account = account.to_owned();
-        let inner = Arc::clone(&self.inner);
-        inner
+        self.inner
             .blocking(move |inner, conn| {
                 let generation: i64 = conn
                     .prepare_cached(

@@ -221,6 +221,7 @@ impl Lease {
                 }
                 write(&tx, &shared, now)?;
                 tx.commit()?;
+                shared.touch();
                 Ok(())
             })
             .await

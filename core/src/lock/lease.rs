@@ -1,5 +1,5 @@
 //! The lease: one row per account (`holder`, `fence`, `expires_at_ms`), the SQL that takes,
-//! renews and frees it, and the [`Lease`] handle with its renewal task.
+//! renews and frees it, and the [`Lease`] handle.
 //!
 //! Rules (see `docs/adr/0001-lease-lock.md`):
 //! - A row is acquirable when it is free (`holder IS NULL`, written by an eager release),
@@ -17,14 +17,12 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::OwnedMutexGuard;
-use tokio::task::AbortHandle;
-use tokio::time::Instant;
 
 use super::coordinator::Inner;
 use super::db::{from_sql_int, to_sql_int};
 use crate::error::Result;
 
-/// The state of one acquisition, shared by the [`Lease`] handle, its renewal task and the
+/// The state of one acquisition, shared by the [`Lease`] handle, the renewer and the
 /// coordinator (which releases every live lease on `pause`).
 #[derive(Debug)]
 pub(crate) struct LeaseShared {
@@ -33,7 +31,8 @@ pub(crate) struct LeaseShared {
     pub(crate) fence: u64,
     lost: AtomicBool,
     released: AtomicBool,
-    renewal: Mutex<Option<AbortHandle>>,
+    /// When the row was last written with a new expiry by this acquisition.
+    renewed_at: Mutex<std::time::Instant>,
 }
 
 impl LeaseShared {
@@ -44,7 +43,7 @@ impl LeaseShared {
             fence,
             lost: AtomicBool::new(false),
             released: AtomicBool::new(false),
-            renewal: Mutex::new(None),
+            renewed_at: Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -65,22 +64,14 @@ impl LeaseShared {
         !self.released.swap(true, Ordering::SeqCst)
     }
 
-    fn renewal_slot(&self) -> std::sync::MutexGuard<'_, Option<AbortHandle>> {
-        self.renewal.lock().unwrap_or_else(|p| p.into_inner())
+    /// Records a successful renewal.
+    pub(crate) fn touch(&self) {
+        *self.renewed_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
     }
 
-    pub(crate) fn set_renewal(&self, handle: AbortHandle) {
-        *self.renewal_slot() = Some(handle);
-        // A pause that ran between the acquisition and this call could not abort it.
-        if self.is_released() {
-            self.stop_renewal();
-        }
-    }
-
-    pub(crate) fn stop_renewal(&self) {
-        if let Some(handle) = self.renewal_slot().take() {
-            handle.abort();
-        }
+    /// Time since the acquisition or the last renewal.
+    pub(crate) fn renewed_age(&self) -> Duration {
+        self.renewed_at.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
     }
 
     fn fence_sql(&self) -> Result<i64> {
@@ -109,8 +100,7 @@ impl Lease {
         guard: OwnedMutexGuard<()>,
     ) -> Self {
         if !shared.is_released() {
-            let task = tokio::spawn(renew_loop(Arc::clone(&inner), Arc::clone(&shared)));
-            shared.set_renewal(task.abort_handle());
+            super::renewal::ensure_renewer(&inner);
         }
         Lease { shared, inner, guard: Some(guard) }
     }
@@ -147,7 +137,6 @@ impl Lease {
         let guard = self.guard.take();
         let shared = Arc::clone(&self.shared);
         let result = if shared.take_release() {
-            shared.stop_renewal();
             self.inner
                 .blocking(move |inner, conn| {
                     release_row(conn, &shared)?;
@@ -167,7 +156,6 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let guard = self.guard.take();
         if self.shared.take_release() {
-            self.shared.stop_renewal();
             release_detached(Arc::clone(&self.inner), Arc::clone(&self.shared), guard);
         }
     }
@@ -234,40 +222,6 @@ impl Drop for Handoff {
             if shared.take_release() {
                 release_detached(Arc::clone(&self.inner), shared, None);
             }
-        }
-    }
-}
-
-/// Renews the lease about once per `renew_every` until it is released or found lost.
-async fn renew_loop(inner: Arc<Inner>, shared: Arc<LeaseShared>) {
-    let every = inner.config.renew_every.max(Duration::from_millis(1));
-    let mut next = Instant::now() + every;
-    loop {
-        tokio::time::sleep_until(next).await;
-        let now = Instant::now();
-        next = if next + every > now { next + every } else { now + every };
-        if shared.is_released() {
-            return;
-        }
-        let s = Arc::clone(&shared);
-        let renewed = inner
-            .blocking(move |inner, conn| {
-                let expires = inner.now_ms().saturating_add(inner.lease_ms());
-                renew_row(conn, &s, expires)
-            })
-            .await;
-        match renewed {
-            Ok(true) => {}
-            Ok(false) => {
-                if !shared.is_released() {
-                    tracing::warn!(account = %shared.account, fence = shared.fence, "lease lost: another holder took it after it expired");
-                    shared.mark_lost();
-                }
-                return;
-            }
-            // Transient (busy, I/O, paused): try again at the next tick; the lease survives
-            // two missed renewals with the default timings.
-            Err(e) => tracing::debug!(error = %e, "lease renewal failed; retrying"),
         }
     }
 }

@@ -24,6 +24,7 @@ mod db;
 mod generation;
 mod journal;
 mod lease;
+mod renewal;
 
 #[cfg(test)]
 mod tests;

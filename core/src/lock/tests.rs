@@ -741,3 +741,30 @@ async fn database_files_are_private_and_versioned() {
     let c = open(&path, CoordinatorConfig::default());
     assert_eq!(c.path(), path.as_path());
 }
+
+#[test]
+fn renewal_survives_a_coordinator_moving_to_another_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let a = open(&path, config(300, 100));
+    let b = open(&path, config(300, 100));
+    let first = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    first.block_on(async {
+        let lease = a.acquire(ACC, "a").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        lease.release().await.unwrap();
+        // Held again while the runtime (and the renewer task on it) goes away.
+        std::mem::forget(a.acquire("other", "a").await.unwrap());
+    });
+    drop(first);
+    let second = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    second.block_on(async {
+        let lease = a.acquire(ACC, "a").await.unwrap();
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(b.try_acquire(ACC, "b").await.unwrap().is_none(), "not renewed");
+        }
+        assert!(!lease.is_lost());
+        lease.release().await.unwrap();
+    });
+}
