@@ -449,7 +449,12 @@ impl Inner {
         let hash = current.token_hash();
         if self
             .coordinator
-            .commit(self.account(), Some(current.generation - 1), current.generation, &hash)
+            .commit(
+                self.account(),
+                Some(current.generation.saturating_sub(1)),
+                current.generation,
+                &hash,
+            )
             .await?
         {
             lease.journal_clear().await?;
