@@ -120,7 +120,9 @@ impl Client {
     }
 
     /// Loads the session the store holds (saved by this or another process) and checks it
-    /// against the coordination database. Returns None when the store holds none.
+    /// against the coordination database. Returns None when the store holds none. Call it at
+    /// start-up, and after `LoggedOut` / `ReauthRequired` to pick up a session that another
+    /// process of the app signed in since.
     ///
     /// Fails with [`Error::LoggedOut`] / [`Error::ReauthRequired`] when another process
     /// ended that session (the stale copy is cleared from the store), with [`Error::Store`]
