@@ -55,7 +55,14 @@ fn io_err(e: std::io::Error) -> StoreError {
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("session"),
@@ -134,6 +141,9 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(store.path_for("default")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+            let dir_mode =
+                std::fs::metadata(dir.path().join("state")).unwrap().permissions().mode();
+            assert_eq!(dir_mode & 0o777, 0o700);
         }
         store.clear("default").await.unwrap();
         store.clear("default").await.unwrap();
