@@ -133,6 +133,13 @@ pub enum Error {
         /// The generation the coordination database expects.
         generation: u64,
     },
+    /// This process's lease was taken over by another holder after it lapsed (the process
+    /// was suspended or too slow to renew); nothing was written under it.
+    #[error("the refresh lease of `{account}` was taken over by another process")]
+    LeaseLost {
+        /// The account whose lease was lost.
+        account: String,
+    },
     /// The cross-process lock could not be acquired in time.
     #[error("timed out waiting for the refresh lock held by another process")]
     LockTimeout,
@@ -162,7 +169,10 @@ impl Error {
     /// session-ending errors are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Network { .. } | Error::Timeout | Error::LockTimeout => true,
+            Error::Network { .. }
+            | Error::Timeout
+            | Error::LockTimeout
+            | Error::LeaseLost { .. } => true,
             Error::HttpStatus { status, .. } => *status >= 500 || *status == 429,
             Error::Provider { error, .. } => {
                 error == "temporarily_unavailable" || error == "server_error"

@@ -99,12 +99,7 @@ fn read(conn: &Connection, account: &str) -> Result<Option<JournalEntry>> {
 }
 
 fn lost_error(shared: &LeaseShared) -> Error {
-    Error::Database {
-        message: format!(
-            "lease on `{}` lost (fence {} is no longer current): journal not written",
-            shared.account, shared.fence
-        ),
-    }
+    Error::LeaseLost { account: shared.account.clone() }
 }
 
 impl Coordinator {

@@ -237,7 +237,7 @@ async fn lease_not_renewed_lapses_after_the_lease_time() {
     assert!(waited <= Duration::from_millis(300 + 1_000), "expiry too slow: {waited:?}");
     assert_eq!(lease.fence(), stale.fence() + 1);
     // The stale holder can no longer journal, and learns it lost the lease.
-    assert!(stale.journal_begin(1).await.is_err());
+    assert!(matches!(stale.journal_begin(1).await, Err(crate::Error::LeaseLost { .. })));
     assert!(stale.is_lost());
     // Its release leaves the new holder's row alone.
     stale.release().await.unwrap();
