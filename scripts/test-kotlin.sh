@@ -60,20 +60,9 @@ fi
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 [[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$REPO/$TARGET_DIR"
 cargo build -q -p latchkey-e2e --bin latchkey-browser >&2
-[[ -d tests/op/node_modules ]] || (cd tests/op && npm ci --no-audit --no-fund >&2)
-OP_OUT="$(mktemp)"
-node tests/op/server.js --no-stdin-watch --parent-pid $$ >"$OP_OUT" 2>"$OP_OUT.log" &
-OP_PID=$!
-trap 'kill "$OP_PID" 2>/dev/null || true; rm -f "$OP_OUT" "$OP_OUT.log"' EXIT
-ISSUER=""
-for _ in $(seq 1 300); do
-    ISSUER="$(sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p' "$OP_OUT" | head -n1)"
-    [[ -n "$ISSUER" ]] && break
-    kill -0 "$OP_PID" 2>/dev/null || { cat "$OP_OUT.log" >&2; echo "test provider exited" >&2; exit 1; }
-    sleep 0.1
-done
-[[ -n "$ISSUER" ]] || { echo "test provider not ready after 30 s" >&2; exit 1; }
-echo "test-kotlin.sh: test provider at $ISSUER" >&2
+# shellcheck source=scripts/lib/test-provider.sh
+source scripts/lib/test-provider.sh
+start_test_provider test-kotlin.sh
 
 status=0
 LATCHKEY_TEST_ISSUER="$ISSUER" LATCHKEY_BROWSER="$TARGET_DIR/debug/latchkey-browser" \

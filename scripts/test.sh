@@ -31,7 +31,7 @@ if ! command -v shellcheck >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1
     { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq shellcheck >/dev/null 2>&1; }) || true
 fi
 if command -v shellcheck >/dev/null 2>&1; then
-  shellcheck -S warning scripts/*.sh .ci/run
+  shellcheck -S warning scripts/*.sh scripts/lib/*.sh .ci/run
 else
   echo "shellcheck not installed; skipping script lint"
 fi
