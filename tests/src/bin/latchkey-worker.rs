@@ -196,9 +196,23 @@ async fn main() {
             }
         }));
     }
+    // Once a second: the slowest call so far, so a harness that kills this process still
+    // knows how long its callers waited.
+    let stats = {
+        let (calls, max_call_ms) = (calls.clone(), max_call_ms.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                emit(json!({"event": "stats", "pid": std::process::id(), "t_ms": now_ms(),
+                            "calls": calls.load(Ordering::Relaxed),
+                            "max_call_ms": max_call_ms.load(Ordering::Relaxed)}));
+            }
+        })
+    };
     for h in handles {
         let _ = h.await;
     }
+    stats.abort();
     let gens = generations_seen.lock().unwrap().clone();
     let monotonic = gens.windows(2).all(|w| w[0] < w[1]);
     emit(json!({
