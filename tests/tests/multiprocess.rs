@@ -177,7 +177,7 @@ async fn sigkill_of_the_holder_at_random_points() {
                 window, "no refresh in flight",
                 "session lost although nothing was in flight"
             );
-            retired.extend(workers.drain(..));
+            retired.append(&mut workers);
             op.clear_faults().await.unwrap();
             let c = latchkey_e2e::flow::file_client(
                 test_config(op.issuer(), dir.path(), "setup"),
