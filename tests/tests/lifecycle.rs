@@ -421,6 +421,8 @@ async fn backchannel_logout_token_ends_the_session_everywhere() {
     let (bc_url, delivered) = latchkey_e2e::listener::one_shot("/backchannel").await.unwrap();
     let mut extra = serde_json::Map::new();
     extra.insert("backchannel_logout_uri".into(), serde_json::json!(bc_url));
+    // The provider then names its session (sid) in ID tokens and logout tokens.
+    extra.insert("backchannel_logout_session_required".into(), serde_json::json!(true));
     let reg = client
         .register(latchkey::RegistrationRequest {
             redirect_uris: vec![flow::REDIRECT_URI.into()],
@@ -476,6 +478,10 @@ async fn backchannel_logout_token_ends_the_session_everywhere() {
     ));
     assert_eq!(client.state(), LifecycleState::Authenticated);
 
+    // The token names the provider session the ID token named (sid).
+    let sid = client.session().unwrap().session_id.expect("the ID token carries sid");
+    let claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["sid"], serde_json::json!(sid));
     assert!(client.handle_backchannel_logout(&token).await.unwrap());
     assert_eq!(client.state(), LifecycleState::LoggedOut);
     assert!(matches!(other.sync().await, Err(Error::LoggedOut)));

@@ -191,7 +191,7 @@ impl Inner {
         tokens: TokenResponse,
         requested_scopes: &[String],
     ) -> Result<Session> {
-        let (subject, auth_time, nonce_kept) = match &tokens.id_token {
+        let (subject, auth_time, nonce_kept, session_id) = match &tokens.id_token {
             Some(raw) => {
                 let jwks = self.jwks(metadata)?;
                 let info = id_token::validate(
@@ -209,12 +209,12 @@ impl Inner {
                     },
                 )
                 .await?;
-                (info.subject, info.auth_time, Some(nonce.to_string()))
+                (info.subject, info.auth_time, Some(nonce.to_string()), info.session_id)
             }
             None if metadata.source == MetadataSource::OpenIdConfiguration => {
                 return Err(Error::IdToken { reason: "the token response has no ID token".into() })
             }
-            None => (String::new(), None, None),
+            None => (String::new(), None, None, None),
         };
         let now_ms = self.clock.now_millis();
         Ok(Session {
@@ -232,6 +232,7 @@ impl Inner {
                 .map(|s| s.split_whitespace().map(String::from).collect())
                 .unwrap_or_else(|| requested_scopes.to_vec()),
             nonce: nonce_kept,
+            session_id,
             auth_time,
             generation: 0,
         })

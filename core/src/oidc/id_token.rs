@@ -55,6 +55,8 @@ pub struct IdTokenInfo {
     pub auth_time: Option<i64>,
     /// `nonce`.
     pub nonce: Option<String>,
+    /// `sid`: the provider's session, named again by back-channel logout tokens.
+    pub session_id: Option<String>,
 }
 
 /// The asymmetric signature algorithms accepted for ID and logout tokens.
@@ -197,5 +199,16 @@ fn check(
         expires_at: claims.expiration().timestamp(),
         auth_time,
         nonce: claims.nonce().map(|n| n.secret().clone()),
+        session_id: session_id_claim(token),
     })
+}
+
+/// The `sid` claim of an already verified token (openidconnect's core claims leave it out).
+fn session_id_claim(token: &CoreIdToken) -> Option<String> {
+    use base64::Engine;
+    let raw = serde_json::to_value(token).ok()?;
+    let payload = raw.as_str()?.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("sid")?.as_str().map(String::from)
 }

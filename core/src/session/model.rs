@@ -45,6 +45,9 @@ pub struct Session {
     pub nonce: Option<String>,
     /// The `auth_time` of the original ID token, if any.
     pub auth_time: Option<i64>,
+    /// The provider session (`sid` of the ID token), matched by back-channel logout.
+    #[serde(default)]
+    pub session_id: Option<String>,
     /// The committed generation of this session.
     pub generation: u64,
 }
@@ -183,6 +186,7 @@ pub(crate) mod tests {
             scopes: vec!["openid".into()],
             nonce: Some("n".into()),
             auth_time: None,
+            session_id: None,
             generation: 3,
         }
     }
