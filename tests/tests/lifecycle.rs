@@ -486,3 +486,26 @@ async fn backchannel_logout_token_ends_the_session_everywhere() {
     assert_eq!(client.state(), LifecycleState::LoggedOut);
     assert!(matches!(other.sync().await, Err(Error::LoggedOut)));
 }
+
+#[tokio::test]
+async fn jwks_is_refetched_when_the_provider_rotates_its_keys() {
+    // The same issuer restarts with new signing keys: the cached JWKS no longer names the
+    // key of new ID tokens, and one refetch finds it.
+    let first = provider(60).await;
+    let issuer = first.issuer().to_string();
+    let port = first.port();
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(&issuer, dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+    sign_in(&client, "alice").await.unwrap();
+    drop(first);
+
+    let second = TestProvider::start(ProviderOptions { port: Some(port), ..Default::default() })
+        .await
+        .expect("provider restarted on the same port");
+    assert_eq!(second.issuer(), issuer);
+    // The restarted provider forgot its clients (memory adapter): register again.
+    register(&client, None).await.unwrap();
+    let s = sign_in(&client, "bob").await.expect("ID token with a rotated key accepted");
+    assert_eq!(s.subject, "bob");
+}
