@@ -32,6 +32,8 @@ const HELP = `usage: node server.js [options]
   --refresh-token-ttl S     refresh token lifetime in seconds (default 86400)
   --clock-tolerance S       provider clock tolerance in seconds (default 0)
   --no-stdin-watch          do not exit when stdin closes
+  --oauth-metadata-only     serve the metadata only at /.well-known/oauth-authorization-server
+                            (RFC 8414), answering 404 for /.well-known/openid-configuration
   --parent-pid PID          exit when process PID is gone (checked every second)
 Each option can also come from the environment: OP_PORT, OP_ACCESS_TOKEN_TTL, OP_ID_TOKEN_TTL,
 OP_REFRESH_TOKEN_TTL, OP_CLOCK_TOLERANCE, OP_NO_STDIN_WATCH=1, OP_PARENT_PID.`;
@@ -67,6 +69,8 @@ function parseOptions(argv, env) {
       process.exit(0);
     } else if (arg === '--no-stdin-watch') {
       opts.stdinWatch = false;
+    } else if (arg === '--oauth-metadata-only') {
+      opts.oauthMetadataOnly = true;
     } else if (valued[arg]) {
       if (value === undefined) {
         i += 1;
@@ -91,6 +95,7 @@ function parseOptions(argv, env) {
     refreshTokenTtl: int('--refresh-token-ttl', opts.refreshTokenTtl, 86400, 1),
     clockTolerance: int('--clock-tolerance', opts.clockTolerance, 0, 0),
     stdinWatch: opts.stdinWatch,
+    oauthMetadataOnly: opts.oauthMetadataOnly === true,
     parentPid: int('--parent-pid', opts.parentPid, 0, 0),
   };
 }
@@ -551,6 +556,16 @@ async function route(provider, providerCallback, req, res) {
   const interaction = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|confirm|abort))?\/?$/.exec(pathname);
   if (interaction) {
     return interactionRoute(provider, req, res, interaction[1], interaction[2]);
+  }
+
+  if (options.oauthMetadataOnly) {
+    // An RFC 8414 authorization server: the same metadata, at the OAuth well-known path only.
+    if (pathname === '/.well-known/openid-configuration') {
+      return sendJson(res, 404, { error: 'not_found' });
+    }
+    if (pathname === '/.well-known/oauth-authorization-server') {
+      req.url = '/.well-known/openid-configuration';
+    }
   }
 
   const endpoint = INSTRUMENTED.get(pathname);

@@ -49,8 +49,10 @@ pub struct ProviderOptions {
     pub id_token_ttl_secs: u64,
     /// Fixed port on 127.0.0.1; `None` (default) picks a free one.
     pub port: Option<u16>,
-    /// How long to wait for the ready line. Default 30 s.
+    /// How long to wait for the ready line. Default 90 s.
     pub start_timeout: Duration,
+    /// Serve the metadata only at the RFC 8414 location (`--oauth-metadata-only`).
+    pub oauth_metadata_only: bool,
 }
 
 impl Default for ProviderOptions {
@@ -62,6 +64,7 @@ impl Default for ProviderOptions {
             id_token_ttl_secs: 3600,
             port: None,
             start_timeout: DEFAULT_START_TIMEOUT,
+            oauth_metadata_only: false,
         }
     }
 }
@@ -297,6 +300,7 @@ impl TestProvider {
             .arg(options.id_token_ttl_secs.to_string())
             .arg("--port")
             .arg(options.port.unwrap_or(0).to_string())
+            .args(options.oauth_metadata_only.then_some("--oauth-metadata-only"))
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -509,3 +509,20 @@ async fn jwks_is_refetched_when_the_provider_rotates_its_keys() {
     let s = sign_in(&client, "bob").await.expect("ID token with a rotated key accepted");
     assert_eq!(s.subject, "bob");
 }
+
+#[tokio::test]
+async fn discovery_falls_back_to_rfc8414_metadata() {
+    let op =
+        TestProvider::start(ProviderOptions { oauth_metadata_only: true, ..Default::default() })
+            .await
+            .expect("test provider");
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    let meta = client.provider().await.unwrap();
+    assert_eq!(meta.source, latchkey::oidc::MetadataSource::OAuthAuthorizationServer);
+    assert_eq!(meta.issuer, op.issuer());
+    assert!(meta.token_endpoint.ends_with("/token"));
+    // The whole flow works from that metadata.
+    register(&client, None).await.unwrap();
+    assert_eq!(sign_in(&client, "alice").await.unwrap().subject, "alice");
+}
