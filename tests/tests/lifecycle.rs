@@ -238,6 +238,19 @@ async fn refresh_503_then_success_keeps_session() {
     assert!(client.access_token().await.is_ok());
     op.clear_faults().await.unwrap();
     assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 3 });
+
+    // 429 with Retry-After: waited out, then served.
+    op.push_fault(
+        Fault::status(FaultWhen::Before, 429)
+            .refresh_only()
+            .retry_after(1)
+            .body(serde_json::json!({"error": "slow_down"})),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 4 });
+    assert!(started.elapsed() >= Duration::from_millis(900), "Retry-After honoured");
 }
 
 #[tokio::test]
