@@ -95,10 +95,22 @@ impl Inner {
         }
     }
 
+    /// The access token if it is fresh enough: one short mutex section, no clone of the
+    /// session, no SQLite (I6).
     fn fresh_in_memory(&self, min_ttl: Duration) -> Result<Option<Secret>> {
-        let s = self.ensure_session()?;
-        let margin = s.refresh_margin(self.config.refresh_margin).max(min_ttl);
-        Ok(s.is_fresh(self.now(), margin).then(|| s.access_token.clone()))
+        let now = self.now();
+        let slot = self.slot();
+        match (&slot.session, slot.state) {
+            (_, LifecycleState::LoggedOut) => Err(Error::LoggedOut),
+            (_, LifecycleState::ReauthRequired) => {
+                Err(Error::ReauthRequired { reason: "the provider ended the session".into() })
+            }
+            (Some(s), _) => {
+                let margin = s.refresh_margin(self.config.refresh_margin).max(min_ttl);
+                Ok(s.is_fresh(now, margin).then(|| s.access_token.clone()))
+            }
+            (None, _) => Err(Error::NoSession),
+        }
     }
 
     /// Joins the refresh in flight in this process, or starts one in a spawned task so it
