@@ -394,8 +394,12 @@ async fn pause_closes_the_database_and_resume_reopens_it() {
     // The last connection closed: SQLite checkpointed and removed the WAL and shared memory.
     assert!(!dir.path().join("lock.db-wal").exists(), "no file held in the background");
     assert!(!dir.path().join("lock.db-shm").exists());
-    // The in-memory token is still served while paused (no SQLite needed).
+    // The in-memory token is still served while paused (no SQLite needed), even when the
+    // caller asks for more validity than it has: the database is closed, so the still-valid
+    // token is kept instead of failing.
     assert!(client.access_token().await.is_ok());
+    assert!(client.access_token_with_min_ttl(Duration::from_secs(3000)).await.is_ok());
+    assert!(client.refresh().await.unwrap_err().is_retryable(), "a forced refresh reports it");
     client.resume();
     assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 });
 }

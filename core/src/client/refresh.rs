@@ -180,12 +180,27 @@ impl Inner {
         }
     }
 
+    /// Runs the coordinated refresh; any transient failure (database, lock, network, store)
+    /// keeps the session and, unless forced, hands out the still-valid current token.
     async fn refresh_procedure(
         self: Arc<Self>,
         force: bool,
         min_ttl: Duration,
     ) -> Result<RefreshOutcome> {
         let current = self.ensure_session()?;
+        match self.coordinate(&current, force, min_ttl).await {
+            Err(e) if e.is_retryable() => self.keep_if_valid(&current, force, e),
+            other => other,
+        }
+    }
+
+    async fn coordinate(
+        &self,
+        current: &Session,
+        force: bool,
+        min_ttl: Duration,
+    ) -> Result<RefreshOutcome> {
+        let current = current.clone();
         if let Some(o) = self.check_shared(&current).await? {
             return Ok(o);
         }
@@ -208,12 +223,7 @@ impl Inner {
             let rest = self.config.lock.acquire_timeout.saturating_sub(started.elapsed());
             attempt = self.coordinator.acquire_within(self.account(), &self.holder, rest).await;
         }
-        let lease = match attempt {
-            Ok(l) => l,
-            Err(e) if e.is_retryable() => return self.keep_if_valid(&current, force, e),
-            Err(e) => return Err(e),
-        };
-        let mut held = Some(lease);
+        let mut held = Some(attempt?);
         let result = self.refresh_under_lease(&mut held, force, min_ttl).await;
         if let Some(lease) = held {
             if let Err(e) = lease.release().await {
@@ -312,7 +322,7 @@ impl Inner {
                 if !f.maybe_processed {
                     lease.journal_clear().await?;
                 }
-                self.keep_if_valid(&current, force, f.error)
+                Err(f.error)
             }
         }
     }
@@ -360,7 +370,9 @@ impl Inner {
             Ok(s) => s,
             Err(e) => {
                 // The old refresh token is consumed; the journal stays to say so.
-                self.event(LifecycleEvent::RefreshFailed, Some(e.to_string()));
+                if !e.is_retryable() {
+                    self.event(LifecycleEvent::RefreshFailed, Some(e.to_string()));
+                }
                 return Err(e);
             }
         };
@@ -393,7 +405,10 @@ impl Inner {
                     }
                     Err(e) => {
                         self.install(new, true);
-                        self.event(LifecycleEvent::RefreshFailed, Some(e.to_string()));
+                        // Transient failures are reported once, by keep_if_valid.
+                        if !e.is_retryable() {
+                            self.event(LifecycleEvent::RefreshFailed, Some(e.to_string()));
+                        }
                         return Err(e);
                     }
                 }
@@ -430,7 +445,10 @@ impl Inner {
         if let Err(e) = self.save_with_retry(&new).await {
             // Never lose the new tokens: keep them in memory and retry the save later.
             self.install(new, true);
-            self.event(LifecycleEvent::RefreshFailed, Some(e.to_string()));
+            // Transient failures are reported once, by keep_if_valid.
+            if !e.is_retryable() {
+                self.event(LifecycleEvent::RefreshFailed, Some(e.to_string()));
+            }
             return Err(e);
         }
         let committed = self
