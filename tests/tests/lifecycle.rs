@@ -105,6 +105,7 @@ async fn full_lifecycle_rs256() {
     assert!(!dir.path().join("session.json").exists());
     assert!(op.counters().await.unwrap().revocations >= 2);
 
+    assert_eq!(client.recorded_end().await.unwrap(), Some(latchkey::lock::SessionState::LoggedOut));
     // The other process learns about the logout at its next coordinated call.
     assert!(matches!(other.sync().await, Err(Error::LoggedOut)));
     assert!(matches!(other.refresh().await, Err(Error::LoggedOut)));
@@ -289,9 +290,14 @@ async fn invalid_grant_requires_reauthentication() {
     assert_eq!(client.state(), LifecycleState::ReauthRequired);
     assert!(rec.events().contains(&LifecycleEvent::ReauthRequired));
     assert!(!dir.path().join("session.json").exists(), "the dead session is cleared");
+    assert_eq!(
+        client.recorded_end().await.unwrap(),
+        Some(latchkey::lock::SessionState::ReauthRequired)
+    );
     // Signing in again starts a new, higher generation.
     let s = sign_in(&client, "alice").await.unwrap();
     assert!(s.generation >= 2);
+    assert_eq!(client.recorded_end().await.unwrap(), None);
     assert_eq!(client.state(), LifecycleState::Authenticated);
 }
 

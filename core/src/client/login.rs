@@ -159,6 +159,17 @@ impl Client {
     }
 }
 
+impl Client {
+    /// How the account's session ended for every process, as the coordination database
+    /// records it: `Some(LoggedOut)` / `Some(ReauthRequired)`, or None when it is active or
+    /// was never signed in. Tells apart why [`Client::restore_session`] found nothing.
+    /// Reads the coordination database only.
+    pub async fn recorded_end(&self) -> Result<Option<SessionState>> {
+        let rec = self.inner.coordinator.generation(self.inner.account()).await?;
+        Ok(rec.map(|r| r.state).filter(|s| *s != SessionState::Active))
+    }
+}
+
 pub(crate) fn ended_error(state: SessionState) -> (Error, LifecycleEvent) {
     match state {
         SessionState::LoggedOut => (Error::LoggedOut, LifecycleEvent::LoggedOut),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use latchkey::lock::{Coordinator, CoordinatorConfig, SessionState};
+use latchkey::lock::SessionState;
 use latchkey::{Client, ClientConfig, ClientRegistration, Error, FileSessionStore, Session};
 
 use crate::cli::Global;
@@ -185,14 +185,9 @@ pub async fn session_client(global: &Global) -> Result<(Client, Session), CliErr
 /// Why there is no session in the store: ended for every process (logged out or
 /// reauthentication required, as the coordination database records it), or never signed in.
 pub async fn ended_state(global: &Global, state: &StateDir) -> Option<SessionState> {
-    let coordinator = Coordinator::open(
-        state.lock_db(),
-        CoordinatorConfig::default(),
-        Arc::new(latchkey::SystemClock),
-    )
-    .ok()?;
-    let rec = coordinator.generation(&global.account).await.ok()??;
-    (rec.state != SessionState::Active).then_some(rec.state)
+    let reg = state.load_registration().ok()??;
+    let client = client(global, state, &reg.issuer).ok()?;
+    client.recorded_end().await.ok()?
 }
 
 /// The error for an empty store (exit 2), naming how the session ended when it did.
