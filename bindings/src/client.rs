@@ -133,6 +133,16 @@ impl LatchkeyClient {
         Ok(self.inner.account_management_url(action.as_deref()).await?)
     }
 
+    /// How the session ended for every process, as the shared database records it:
+    /// `LoggedOut`, `ReauthRequired`, or null while active or never signed in. Tells apart
+    /// why `restoreSession` found nothing.
+    pub async fn recorded_end(&self) -> Result<Option<LifecycleState>> {
+        Ok(self.inner.recorded_end().await?.map(|s| match s {
+            latchkey::lock::SessionState::LoggedOut => LifecycleState::LoggedOut,
+            _ => LifecycleState::ReauthRequired,
+        }))
+    }
+
     /// The lifecycle state of this process's client.
     pub fn state(&self) -> LifecycleState {
         self.inner.state().into()

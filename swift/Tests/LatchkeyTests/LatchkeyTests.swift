@@ -45,6 +45,8 @@ final class LatchkeyTests: XCTestCase {
         XCTAssertNotNil(logout.endSessionUrl)
         XCTAssertFalse(store.has("default"))
         XCTAssertEqual(client.state(), .loggedOut)
+        let recorded = try await client.recordedEnd()
+        XCTAssertEqual(recorded, .loggedOut, "recorded for every process")
         XCTAssertTrue(observer.events.contains { $0.event == .loggedOut })
         do {
             _ = try await client.accessToken()

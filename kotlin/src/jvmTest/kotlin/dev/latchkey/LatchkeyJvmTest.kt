@@ -60,6 +60,7 @@ private fun registerTests() {
             assertNotNull(logout.endSessionUrl)
             assertFalse(store.has("default"))
             assertEquals(LifecycleState.LOGGED_OUT, client.state())
+            assertEquals(LifecycleState.LOGGED_OUT, client.recordedEnd(), "recorded for every process")
             assertTrue(observer.events.any { it.event is LifecycleEvent.LoggedOut })
             val error = assertFailsWith<LatchkeyException> { client.accessToken() }
             assertTrue(error is LatchkeyException.LoggedOut || error is LatchkeyException.NoSession, "$error")
