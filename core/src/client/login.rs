@@ -136,7 +136,7 @@ impl Client {
         }
         match inner.coordinator.generation(inner.account()).await? {
             Some(rec)
-                if rec.state != SessionState::Active && rec.generation > session.generation =>
+                if rec.state != SessionState::Active && rec.generation >= session.generation =>
             {
                 inner.clear_with_retry().await.ok();
                 let (err, ev) = ended_error(rec.state);

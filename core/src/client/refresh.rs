@@ -166,7 +166,9 @@ impl Inner {
                     .await?;
                 Ok(None)
             }
-            Some(r) if r.state != SessionState::Active && r.generation > current.generation => {
+            // An ended record at our generation ends us too: end() always moves past the
+            // committed generation, so only an uncommitted session can share its number.
+            Some(r) if r.state != SessionState::Active && r.generation >= current.generation => {
                 self.forget();
                 let (err, ev) = ended_error(r.state);
                 self.event(ev, Some("ended by another process".into()));
@@ -475,20 +477,24 @@ impl Inner {
 
     /// A previous save failed: the newest tokens live only in memory. Save and commit them.
     async fn persist_unsaved(&self, lease: &Lease, current: Session) -> Result<RefreshOutcome> {
+        let base = current.generation.saturating_sub(1);
+        // Only the successor of the committed generation may be saved: if another process
+        // committed or ended the session meanwhile, ours is not the newest (I3).
+        if let Some(rec) = self.coordinator.generation(self.account()).await? {
+            if rec.generation != base {
+                self.slot().unsaved = false;
+                return match self.adopt(&rec).await? {
+                    Some(s) => Ok(RefreshOutcome::Adopted { generation: s.generation }),
+                    None => Err(Error::StoreMismatch { generation: rec.generation }),
+                };
+            }
+        }
         self.save_with_retry(&current).await?;
         let hash = current.token_hash();
-        if self
-            .coordinator
-            .commit(
-                self.account(),
-                Some(current.generation.saturating_sub(1)),
-                current.generation,
-                &hash,
-            )
-            .await?
-        {
-            lease.journal_clear().await?;
+        if !self.coordinator.commit(self.account(), Some(base), current.generation, &hash).await? {
+            return Err(Error::StoreMismatch { generation: current.generation });
         }
+        lease.journal_clear().await?;
         self.slot().unsaved = false;
         self.event(LifecycleEvent::Refreshed, Some("saved tokens kept in memory".into()));
         Ok(RefreshOutcome::Refreshed { generation: current.generation })
