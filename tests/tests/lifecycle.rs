@@ -98,6 +98,8 @@ async fn full_lifecycle_rs256() {
         .await
         .unwrap();
     assert!(out.refresh_token_revoked && out.access_token_revoked, "{out:?}");
+    let id_token = s2.id_token.clone().unwrap();
+    assert!(!format!("{out:?}").contains(id_token.expose()), "Debug shows no ID token");
     let url = out.end_session_url.unwrap();
     assert!(url.contains("id_token_hint=") && url.contains("post_logout_redirect_uri="));
     assert_eq!(client.state(), LifecycleState::LoggedOut);

@@ -11,8 +11,8 @@ use crate::oidc::revocation::{self, TokenKind};
 use crate::oidc::userinfo;
 use crate::oidc::ProviderMetadata;
 
-/// What [`Client::logout`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What [`Client::logout`] did. `Debug` leaves out the `id_token_hint` of the URL.
+#[derive(Clone, PartialEq, Eq)]
 pub struct LogoutOutcome {
     /// The RP-initiated logout URL to open in the browser (ends the provider's browser
     /// session), when the provider has an end_session_endpoint.
@@ -23,6 +23,20 @@ pub struct LogoutOutcome {
     pub access_token_revoked: bool,
     /// Why revocation failed, if it did (the local logout happened anyway).
     pub revocation_error: Option<Error>,
+}
+
+impl std::fmt::Debug for LogoutOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutOutcome")
+            .field(
+                "end_session_url",
+                &self.end_session_url.as_deref().map(end_session::without_id_token_hint),
+            )
+            .field("refresh_token_revoked", &self.refresh_token_revoked)
+            .field("access_token_revoked", &self.access_token_revoked)
+            .field("revocation_error", &self.revocation_error)
+            .finish()
+    }
 }
 
 impl Client {

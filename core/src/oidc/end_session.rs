@@ -50,6 +50,20 @@ pub(crate) fn url(
     Ok(url.to_string())
 }
 
+/// `url` without its `id_token_hint` parameter: safe to log or print (an ID token is a
+/// token value). Returns an empty string for something that is not a URL.
+pub fn without_id_token_hint(url: &str) -> String {
+    let Ok(mut parsed) = Url::parse(url) else { return String::new() };
+    let kept: Vec<(String, String)> =
+        parsed.query_pairs().into_owned().filter(|(k, _)| k != "id_token_hint").collect();
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    parsed.to_string()
+}
+
 /// The account management URL, with `action` (and `id_token_hint`) when given.
 ///
 /// Fails with [`Error::Unsupported`] when the provider advertises no account_management_uri
@@ -102,6 +116,15 @@ mod tests {
         .unwrap();
         assert!(u.starts_with("https://op/end?id_token_hint=idt&client_id=cid&post_logout_redirect_uri=app%3A%2Fbye&state=st"));
         assert_eq!(account_management_url(&m, None, None).unwrap(), "https://op/account");
+        let clean = without_id_token_hint(&u);
+        assert!(!clean.contains("idt") && clean.contains("client_id=cid"), "{clean}");
+        assert_eq!(
+            without_id_token_hint(
+                "https://op/end?id_token_hint=eyJ.secret.sig&client_id=c&state=s"
+            ),
+            "https://op/end?client_id=c&state=s"
+        );
+        assert_eq!(without_id_token_hint("https://op/end?id_token_hint=x"), "https://op/end");
         assert!(account_management_url(&m, Some("profile"), None)
             .unwrap()
             .ends_with("action=profile"));

@@ -314,23 +314,14 @@ async fn userinfo(g: &Global) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The end-session URL without `id_token_hint`: an ID token is a token value and only
-/// `token` prints those. Without the hint the provider asks the user to confirm.
-fn redact_end_session_url(u: &str) -> String {
-    let Ok(mut url) = url::Url::parse(u) else { return String::new() };
-    let kept: Vec<(String, String)> =
-        url.query_pairs().into_owned().filter(|(k, _)| k != "id_token_hint").collect();
-    url.query_pairs_mut().clear().extend_pairs(kept);
-    url.to_string()
-}
-
 async fn logout(g: &Global, post_logout_redirect_uri: Option<String>) -> Result<(), CliError> {
     let (client, session) = state::session_client(g).await?;
     let outcome = client
         .logout(EndSessionOptions { post_logout_redirect_uri, ..Default::default() })
         .await
         .map_err(|e| CliError::lib("logout failed", &e))?;
-    let url = outcome.end_session_url.as_deref().map(redact_end_session_url);
+    let url =
+        outcome.end_session_url.as_deref().map(latchkey::oidc::end_session::without_id_token_hint);
     let revocation_error = outcome.revocation_error.as_ref().map(|e| e.to_string());
     let value = json!({
         "logged_out": true,
@@ -361,18 +352,4 @@ async fn logout(g: &Global, post_logout_redirect_uri: Option<String>) -> Result<
         table(&rows)
     });
     Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::redact_end_session_url;
-
-    #[test]
-    fn end_session_url_loses_the_id_token() {
-        let u = redact_end_session_url(
-            "https://op.example/session/end?id_token_hint=eyJ.secret.sig&client_id=c&state=s",
-        );
-        assert_eq!(u, "https://op.example/session/end?client_id=c&state=s");
-    }
 }
