@@ -152,7 +152,11 @@ impl From<latchkey::Error> for LatchkeyError {
             E::Store { operation, message, retryable } => {
                 Self::Store { operation, detail: message, retryable }
             }
-            E::StoreMismatch { .. } | E::LockTimeout | E::LeaseLost { .. } | E::Database { .. } => {
+            E::StoreMismatch { .. }
+            | E::LockTimeout
+            | E::LeaseLost { .. }
+            | E::RefreshInDoubt
+            | E::Database { .. } => {
                 Self::Coordination { detail, retryable }
             }
             _ => Self::Internal { detail },

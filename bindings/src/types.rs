@@ -471,6 +471,9 @@ pub enum LifecycleEvent {
     ReauthRequired,
     /// The session was logged out (here or in another process).
     LoggedOut,
+    /// The provider deviated from the protocol without casting doubt on the tokens; the
+    /// session was kept.
+    ProviderDeviation,
     /// An event this version of the bindings does not know.
     Unknown,
 }
@@ -491,6 +494,7 @@ impl From<latchkey::LifecycleEvent> for LifecycleEvent {
             E::RefreshFailed => Self::RefreshFailed,
             E::ReauthRequired => Self::ReauthRequired,
             E::LoggedOut => Self::LoggedOut,
+            E::ProviderDeviation => Self::ProviderDeviation,
             _ => Self::Unknown,
         }
     }

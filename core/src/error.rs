@@ -140,6 +140,11 @@ pub enum Error {
         /// The account whose lease was lost.
         account: String,
     },
+    /// Another process's refresh may have consumed the refresh token and has not finished:
+    /// sending the token now could make the provider revoke the grant. Try again shortly;
+    /// the session is kept.
+    #[error("another process's refresh of this session has not finished; try again shortly")]
+    RefreshInDoubt,
     /// The cross-process lock could not be acquired in time.
     #[error("timed out waiting for the refresh lock held by another process")]
     LockTimeout,
@@ -172,6 +177,7 @@ impl Error {
             Error::Network { .. }
             | Error::Timeout
             | Error::LockTimeout
+            | Error::RefreshInDoubt
             | Error::LeaseLost { .. } => true,
             Error::HttpStatus { status, .. } => *status >= 500 || *status == 429,
             Error::Provider { error, .. } => {

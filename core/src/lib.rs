@@ -11,6 +11,7 @@
 pub mod client;
 pub mod clock;
 pub mod error;
+pub mod faults;
 pub mod http;
 pub mod lock;
 pub mod oidc;

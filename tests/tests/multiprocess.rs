@@ -149,7 +149,7 @@ async fn sigkill_of_the_holder_at_random_points() {
             None => "no refresh in flight",
             Some(j) => match j.phase {
                 JournalPhase::RequestSent => "request sent",
-                JournalPhase::ResponseReceived => "response received",
+                JournalPhase::Answered => "answered",
                 JournalPhase::Saving => "saving",
                 _ => "other",
             },

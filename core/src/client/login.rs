@@ -2,7 +2,8 @@
 
 use crate::client::{lock, Client, Inner};
 use crate::error::{Error, Result};
-use crate::lock::SessionState;
+use crate::faults::{self, Step};
+use crate::lock::{Lease, SessionState};
 use crate::oidc::authorize::{self, AuthorizationOptions, AuthorizationStart};
 use crate::oidc::callback::{self, CallbackParams};
 use crate::oidc::id_token::{self, Expectations, NonceRule};
@@ -72,7 +73,10 @@ impl Client {
         // The request is consumed whatever happens next: a code is single-use.
         let pending = lock(&self.inner.pending).take(&state).ok_or(Error::UnknownState)?;
         let remaining = lock(&self.inner.pending).len();
-        let result = async {
+        // A spawned task: the code exchange and the commit complete even if the caller is
+        // cancelled, so tokens the provider issued are never dropped half-way.
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
             callback::check_issuer(
                 &params,
                 &pending.issuer,
@@ -84,29 +88,41 @@ impl Client {
                     return Err(Error::Authorization { error, description })
                 }
             };
-            let tokens = token::exchange_code(
-                &self.inner.http,
-                &metadata.token_endpoint,
-                &pending.client_id,
-                &code,
-                &pending.redirect_uri,
-                &pending.pkce_verifier,
-            )
-            .await?;
-            self.inner.note_server_date(tokens.server_date);
-            let session = self
-                .inner
-                .session_from_login(
-                    &metadata,
+            // The lease first: once the code is exchanged the tokens must reach the store,
+            // and a lock timeout after the exchange would lose them.
+            let lease = inner.coordinator.acquire(inner.account(), &inner.holder).await?;
+            let result = async {
+                let tokens = token::exchange_code(
+                    &inner.http,
+                    &metadata.token_endpoint,
                     &pending.client_id,
-                    &pending.nonce,
-                    tokens,
-                    &pending.scopes,
+                    &code,
+                    &pending.redirect_uri,
+                    &pending.pkce_verifier,
                 )
                 .await?;
-            self.inner.commit_new_session(session).await
-        }
-        .await;
+                inner.note_server_date(tokens.server_date);
+                faults::hit("login::after_exchange", Step::Network)?;
+                let session = inner
+                    .session_from_login(
+                        &metadata,
+                        &pending.client_id,
+                        &pending.nonce,
+                        tokens,
+                        &pending.scopes,
+                    )
+                    .await?;
+                inner.commit_new_session(&lease, session).await
+            }
+            .await;
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %e, "lease release failed");
+            }
+            result
+        });
+        let result = task
+            .await
+            .unwrap_or_else(|e| Err(Error::Internal { message: format!("login task failed: {e}") }));
         match result {
             Ok(s) => {
                 self.inner.event(LifecycleEvent::SignedIn, None);
@@ -138,14 +154,28 @@ impl Client {
             Some(rec)
                 if rec.state != SessionState::Active && rec.generation >= session.generation =>
             {
-                inner.clear_with_retry().await.ok();
+                inner.clear_fenced(None).await.ok();
                 let (err, ev) = ended_error(rec.state);
                 inner.event(ev, None);
                 return Err(err);
             }
-            Some(rec) if rec.generation >= session.generation => {}
-            // No record (new database) or the store is ahead (a commit was interrupted):
-            // the store's session becomes the committed generation.
+            // The committed generation must be exactly the stored one: a store behind the
+            // database (not shared with the process that committed, or lost a write) would
+            // hand out tokens older than the newest, whose refresh token may be consumed.
+            Some(rec) if rec.generation > session.generation => {
+                return Err(Error::StoreMismatch { generation: rec.generation });
+            }
+            Some(rec)
+                if rec.generation == session.generation
+                    && rec.state == SessionState::Active
+                    && rec.token_hash.as_deref() != Some(session.token_hash().as_str()) =>
+            {
+                return Err(Error::StoreMismatch { generation: rec.generation });
+            }
+            Some(rec) if rec.generation == session.generation => {}
+            // No record (new database) or the store is ahead (a commit was interrupted, or
+            // the database lost its last commits): the store's session becomes the committed
+            // generation.
             _ => {
                 inner
                     .coordinator
@@ -233,7 +263,11 @@ impl Inner {
             issuer: metadata.issuer.clone(),
             client_id: client_id.to_string(),
             subject,
-            expires_at_ms: tokens.expires_in.map(|s| now_ms + (s as i64) * 1000),
+            expires_at_ms: Some(Session::expiry_ms(
+                now_ms,
+                tokens.expires_in,
+                self.config.assumed_token_lifetime,
+            )),
             issued_at_ms: Some(now_ms),
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
@@ -245,28 +279,25 @@ impl Inner {
             nonce: nonce_kept,
             session_id,
             auth_time,
+            pending_id_token: None,
             generation: 0,
         })
     }
 
-    /// Gives a freshly signed-in session the next generation, saves it and registers it,
-    /// under the lease (every store write happens under the lease).
-    async fn commit_new_session(&self, mut session: Session) -> Result<Session> {
-        let lease = self.coordinator.acquire(self.account(), &self.holder).await?;
-        let result = async {
-            let current = self.coordinator.generation(self.account()).await?;
-            session.generation = current.map(|r| r.generation + 1).unwrap_or(1);
-            self.save_with_retry(&session).await?;
-            self.coordinator
-                .register(self.account(), session.generation, &session.token_hash())
-                .await?;
-            Ok::<_, Error>(session)
+    /// Gives a freshly signed-in session the next generation, saves it (fenced) and
+    /// registers it, under the caller's lease (every store write happens under the lease).
+    async fn commit_new_session(&self, lease: &Lease, mut session: Session) -> Result<Session> {
+        let current = self.coordinator.generation(self.account()).await?;
+        session.generation = current.map(|r| r.generation + 1).unwrap_or(1);
+        self.save_fenced(lease, &session).await?;
+        faults::hit("login::after_save", Step::Database)?;
+        let rec = self
+            .coordinator
+            .register(self.account(), session.generation, &session.token_hash())
+            .await?;
+        if rec.generation != session.generation {
+            return Err(Error::StoreMismatch { generation: rec.generation });
         }
-        .await;
-        if let Err(e) = lease.release().await {
-            tracing::warn!(error = %e, "lease release failed");
-        }
-        let session = result?;
         self.install(session.clone(), false);
         Ok(session)
     }

@@ -120,7 +120,7 @@ impl Client {
             }
             Err(e) => outcome.revocation_error = Some(e.clone()),
         }
-        match self.inner.end_session(SessionState::LoggedOut, "logout").await {
+        match self.inner.end_session(SessionState::LoggedOut, "logout", None).await {
             Err(Error::LoggedOut) => Ok(outcome),
             Err(e) => Err(e),
             Ok(_) => Ok(outcome),
@@ -163,7 +163,7 @@ impl Client {
         if sub_differs || sid_differs {
             return Ok(false);
         }
-        match self.inner.end_session(SessionState::LoggedOut, "back-channel logout").await {
+        match self.inner.end_session(SessionState::LoggedOut, "back-channel logout", None).await {
             Err(Error::LoggedOut) | Ok(_) => Ok(true),
             Err(e) => Err(e),
         }

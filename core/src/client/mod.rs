@@ -60,6 +60,26 @@ pub struct ClientConfig {
     pub store_retry: RetryPolicy,
     /// Lease, renewal and wait timings of the cross-process lock.
     pub lock: CoordinatorConfig,
+    /// How long an access token is taken to live when the provider sends no `expires_in`
+    /// (default 10 min): an unknown expiry is never fresh forever.
+    pub assumed_token_lifetime: Duration,
+    /// The provider's reuse interval: how long a rotated refresh token stays usable after
+    /// its first use (Auth0 and Okta call it leeway or grace period). `None` (default) for
+    /// providers that revoke the grant at the first reuse. With an interval, a holder that
+    /// finds another holder's refresh unfinished and younger than it resends and recovers.
+    pub reuse_interval: Option<Duration>,
+    /// How long another holder's refresh whose request may have consumed the refresh token
+    /// (`request_sent`) is waited for before the old token is tried once (default: the HTTP
+    /// request timeout plus the lease).
+    pub in_doubt_wait: Option<Duration>,
+    /// How long another holder's refresh that the provider answered, but whose tokens are
+    /// not in the store, is waited for before the session is declared lost (default 10 min:
+    /// a suspended process may still come back and commit them).
+    pub answered_limit: Duration,
+    /// Time allowed for each call of the app's [`SessionStore`] (default 5 s); a call that
+    /// takes longer fails as a retryable store error, so a hung keychain cannot hold the
+    /// refresh lease of every process.
+    pub store_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -81,7 +101,17 @@ impl ClientConfig {
                 max_delay: Duration::from_secs(1),
             },
             lock: CoordinatorConfig::default(),
+            assumed_token_lifetime: crate::session::ASSUMED_TOKEN_LIFETIME,
+            reuse_interval: None,
+            in_doubt_wait: None,
+            answered_limit: Duration::from_secs(600),
+            store_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// The effective `in_doubt_wait`.
+    pub(crate) fn in_doubt_wait(&self) -> Duration {
+        self.in_doubt_wait.unwrap_or(self.http.request_timeout + self.lock.lease)
     }
 }
 
@@ -91,6 +121,12 @@ pub(crate) struct Slot {
     pub session: Option<Session>,
     /// The session in memory is newer than the store's: its save failed.
     pub unsaved: bool,
+    /// The generation whose access token the app reported rejected (`token_rejected`):
+    /// while it is the current one, its access token counts as expired.
+    pub rejected: Option<u64>,
+    /// The generation whose proactive refresh the provider refused while its access token
+    /// was still valid: served until it expires, then refreshed once more.
+    pub refused_early: Option<u64>,
 }
 
 type Flight = Shared<BoxFuture<'static, Result<RefreshOutcome>>>;
@@ -108,7 +144,8 @@ pub(crate) struct Inner {
     pub jwks: Mutex<Option<(String, Arc<Jwks>)>>,
     pub slot: Mutex<Slot>,
     pub observers: Observers,
-    pub flight: Mutex<Option<(u64, Flight)>>,
+    /// The refresh in flight in this process: id, shared future, forced, minimum lifetime.
+    pub flight: Mutex<Option<(u64, Flight, bool, Duration)>>,
     pub flight_seq: AtomicU64,
     /// Provider clock minus ours, from `Date` headers (ms).
     pub server_offset_ms: AtomicI64,
@@ -186,6 +223,8 @@ impl Client {
                     state: LifecycleState::Unregistered,
                     session: None,
                     unsaved: false,
+                    rejected: None,
+                    refused_early: None,
                 }),
                 observers: Observers::default(),
                 flight: Mutex::new(None),

@@ -27,9 +27,10 @@ use crate::error::{Error, Result};
 pub enum JournalPhase {
     /// About to send (or sent) the refresh request: the old refresh token may be consumed.
     RequestSent,
-    /// The provider answered with new tokens (hash recorded); they are not saved yet.
-    ResponseReceived,
-    /// Saving the new tokens to the app's store and committing the generation.
+    /// The provider answered with new tokens (hash recorded): the old refresh token is
+    /// consumed for sure, and the new tokens are being made durable in the app's store.
+    Answered,
+    /// The new tokens are being (or were) saved to the app's store; the commit follows.
     Saving,
 }
 
@@ -38,7 +39,7 @@ impl JournalPhase {
     pub fn as_str(self) -> &'static str {
         match self {
             JournalPhase::RequestSent => "request_sent",
-            JournalPhase::ResponseReceived => "response_received",
+            JournalPhase::Answered => "answered",
             JournalPhase::Saving => "saving",
         }
     }
@@ -46,7 +47,8 @@ impl JournalPhase {
     fn parse(s: &str) -> Result<Self> {
         match s {
             "request_sent" => Ok(JournalPhase::RequestSent),
-            "response_received" => Ok(JournalPhase::ResponseReceived),
+            // `response_received` was written by earlier releases for the same phase.
+            "answered" | "response_received" => Ok(JournalPhase::Answered),
             "saving" => Ok(JournalPhase::Saving),
             other => Err(Error::Database { message: format!("unknown journal phase `{other}`") }),
         }
@@ -197,6 +199,17 @@ impl Lease {
                 Ok(())
             })
             .await
+    }
+
+    /// Renews the lease and checks, in one transaction, that its fence is still current;
+    /// fails with [`Error::LeaseLost`] (and marks the lease lost) otherwise. Called right
+    /// before and after every store write, so a holder that lost its lease never writes the
+    /// app's store unnoticed. Writes only the lease row.
+    pub async fn confirm(&self) -> Result<()> {
+        if self.shared.is_lost() {
+            return Err(lost_error(&self.shared));
+        }
+        self.journal_write(|_, _, _| Ok(())).await
     }
 
     /// Runs `write` in one write transaction after renewing the lease; if the fence is no

@@ -580,7 +580,7 @@ async fn journal_begin_phase_clear() {
     let e = c.journal(ACC).await.unwrap().unwrap();
     assert_eq!((e.holder.as_str(), e.fence, e.from_generation), ("a", lease.fence(), 4));
     assert_eq!((e.phase, e.new_token_hash), (JournalPhase::RequestSent, None));
-    lease.journal_phase(JournalPhase::ResponseReceived, Some("newhash")).await.unwrap();
+    lease.journal_phase(JournalPhase::Answered, Some("newhash")).await.unwrap();
     lease.journal_phase(JournalPhase::Saving, None).await.unwrap();
     let e = c.journal(ACC).await.unwrap().unwrap();
     assert_eq!((e.phase, e.new_token_hash.as_deref()), (JournalPhase::Saving, Some("newhash")));
@@ -607,7 +607,7 @@ async fn next_holder_sees_and_replaces_a_stale_journal_the_stale_holder_cannot_t
     assert_eq!((stale.fence, stale.phase), (old.fence(), JournalPhase::RequestSent));
     new.journal_begin(1).await.unwrap();
     // The stale holder wakes up: it can neither advance nor clear the new entry.
-    assert!(old.journal_phase(JournalPhase::ResponseReceived, Some("x")).await.is_err());
+    assert!(old.journal_phase(JournalPhase::Answered, Some("x")).await.is_err());
     assert!(old.is_lost());
     assert!(old.journal_begin(1).await.is_err());
     old.journal_clear().await.unwrap();

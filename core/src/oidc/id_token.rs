@@ -82,27 +82,63 @@ pub(crate) async fn validate(
     jwks: &Jwks,
     exp: &Expectations<'_>,
 ) -> Result<IdTokenInfo> {
-    let token = CoreIdToken::from_str(raw.expose()).map_err(|_| id_err("not a signed JWT"))?;
-    let keys = jwks.keys().await?;
+    validate_classified(raw, jwks, exp).await.map_err(Rejection::into_error)
+}
+
+/// Why an ID token was not accepted, by what it says about the tokens it came with
+/// (see the classification table in `docs/adr/0004-refresh-outcomes-under-faults.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// It could not be checked now (keys unreachable, a key unknown while refetching is
+    /// rate-limited): check again later.
+    Unverifiable(Error),
+    /// It deviates from the rules in a way that says nothing against the tokens' origin
+    /// (`auth_time` changed, expired, nonce differs, not a JWT).
+    Deviation(Error),
+    /// It proves another subject, issuer or audience, or a forgery (bad signature with a
+    /// known key, `at_hash` mismatch).
+    Hostile(Error),
+}
+
+impl Rejection {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Rejection::Unverifiable(e) | Rejection::Deviation(e) | Rejection::Hostile(e) => e,
+        }
+    }
+}
+
+/// [`validate`], with the failure classified.
+pub(crate) async fn validate_classified(
+    raw: &Secret,
+    jwks: &Jwks,
+    exp: &Expectations<'_>,
+) -> std::result::Result<IdTokenInfo, Rejection> {
+    let token = CoreIdToken::from_str(raw.expose())
+        .map_err(|_| Rejection::Deviation(id_err("not a signed JWT")))?;
+    let keys = jwks.keys().await.map_err(Rejection::Unverifiable)?;
     match check(&token, keys, exp) {
-        Err(Unknown::Key) => match jwks.refetch_for_unknown_kid().await? {
-            Some(keys) => check(&token, keys, exp).map_err(Unknown::into_error),
-            None => Err(id_err("signed with an unknown key")),
+        Err(Unknown::Key) => match jwks.refetch_for_unknown_kid().await {
+            Ok(Some(keys)) => check(&token, keys, exp).map_err(Unknown::into_rejection),
+            Ok(None) => Err(Rejection::Unverifiable(id_err("signed with an unknown key"))),
+            Err(e) => Err(Rejection::Unverifiable(e)),
         },
-        other => other.map_err(Unknown::into_error),
+        other => other.map_err(Unknown::into_rejection),
     }
 }
 
 enum Unknown {
     Key,
     Other(Error),
+    Hostile(Error),
 }
 
 impl Unknown {
-    fn into_error(self) -> Error {
+    fn into_rejection(self) -> Rejection {
         match self {
-            Unknown::Key => id_err("signed with an unknown key"),
-            Unknown::Other(e) => e,
+            Unknown::Key => Rejection::Unverifiable(id_err("signed with an unknown key")),
+            Unknown::Other(e) => Rejection::Deviation(e),
+            Unknown::Hostile(e) => Rejection::Hostile(e),
         }
     }
 }
@@ -153,21 +189,25 @@ fn check(
             SignatureVerificationError::NoMatchingKey,
         ) => Unknown::Key,
         ClaimsVerificationError::SignatureVerification(s) => {
-            Unknown::Other(id_err(format!("signature: {s}")))
+            Unknown::Hostile(id_err(format!("signature: {s}")))
         }
         ClaimsVerificationError::Expired(m) => Unknown::Other(id_err(format!("expired: {m}"))),
-        ClaimsVerificationError::InvalidAudience(m) => Unknown::Other(id_err(format!("aud: {m}"))),
-        ClaimsVerificationError::InvalidIssuer(m) => Unknown::Other(id_err(format!("iss: {m}"))),
+        ClaimsVerificationError::InvalidAudience(m) => {
+            Unknown::Hostile(id_err(format!("aud: {m}")))
+        }
+        ClaimsVerificationError::InvalidIssuer(m) => {
+            Unknown::Hostile(id_err(format!("iss: {m}")))
+        }
         ClaimsVerificationError::InvalidNonce(m) => Unknown::Other(id_err(format!("nonce: {m}"))),
         other => Unknown::Other(id_err(other.to_string())),
     })?;
     // azp (OIDC Core §3.1.3.7 steps 4-5): multiple audiences need azp; azp must be us.
     match claims.authorized_party() {
         Some(azp) if azp.as_str() != exp.client_id => {
-            return Err(Unknown::Other(id_err("azp names another client")));
+            return Err(Unknown::Hostile(id_err("azp names another client")));
         }
         None if claims.audiences().len() > 1 => {
-            return Err(Unknown::Other(id_err("several audiences but no azp")));
+            return Err(Unknown::Hostile(id_err("several audiences but no azp")));
         }
         _ => {}
     }
@@ -178,13 +218,13 @@ fn check(
         let got = AccessTokenHash::from_token(&AccessToken::new(at.expose().to_string()), alg, key)
             .map_err(|e| Unknown::Other(id_err(format!("at_hash: {e}"))))?;
         if &got != want_hash {
-            return Err(Unknown::Other(id_err("at_hash does not match the access token")));
+            return Err(Unknown::Hostile(id_err("at_hash does not match the access token")));
         }
     }
     let subject = claims.subject().as_str().to_string();
     if let Some(want) = exp.subject {
         if subject != want {
-            return Err(Unknown::Other(id_err("refreshed ID token names another subject")));
+            return Err(Unknown::Hostile(id_err("refreshed ID token names another subject")));
         }
     }
     let auth_time = claims.auth_time().map(|t| t.timestamp());

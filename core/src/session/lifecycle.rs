@@ -70,6 +70,10 @@ pub enum LifecycleEvent {
     ReauthRequired,
     /// The session was logged out (here or in another process).
     LoggedOut,
+    /// The provider deviated from the protocol in a way that says nothing against the
+    /// tokens' origin (e.g. a refreshed ID token that changed `auth_time`, or keys that could
+    /// not be fetched to check it): the session and the new tokens are kept. No state change.
+    ProviderDeviation,
 }
 
 /// The next state after `event` in `state`.
@@ -100,6 +104,7 @@ pub fn transition(state: LifecycleState, event: LifecycleEvent) -> LifecycleStat
         },
         E::ReauthRequired => S::ReauthRequired,
         E::LoggedOut => S::LoggedOut,
+        E::ProviderDeviation => state,
     }
 }
 

@@ -10,6 +10,11 @@ use crate::error::{Error, Result};
 use crate::secret::{hex, Secret};
 use crate::store::SessionBlob;
 
+/// How long an access token without a known expiry is taken to live: the default of
+/// `ClientConfig::assumed_token_lifetime`, and the fallback for stored sessions without an
+/// expiry.
+pub const ASSUMED_TOKEN_LIFETIME: Duration = Duration::from_secs(600);
+
 /// Version of the serialized session format written by [`Session::to_blob`].
 pub const SESSION_FORMAT_VERSION: u32 = 1;
 
@@ -48,6 +53,11 @@ pub struct Session {
     /// The provider session (`sid` of the ID token), matched by back-channel logout.
     #[serde(default)]
     pub session_id: Option<String>,
+    /// An ID token that came with a refresh and is not validated yet (the tokens were made
+    /// durable first; see `docs/adr/0004-refresh-outcomes-under-faults.md`). `id_token` keeps
+    /// the last validated one until this one passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_id_token: Option<Secret>,
     /// The committed generation of this session.
     pub generation: u64,
 }
@@ -70,12 +80,26 @@ impl Session {
     }
 
     /// Whether the access token is still valid at `now` for at least `margin`.
-    /// A token without a known expiry counts as valid.
+    ///
+    /// A token without a known expiry (sessions written before expiries were always set)
+    /// counts as valid for [`ASSUMED_TOKEN_LIFETIME`] after it was received, and as expired
+    /// when that time is unknown too: an unknown expiry is never fresh forever.
     pub fn is_fresh(&self, now: SystemTime, margin: Duration) -> bool {
-        match self.expires_at_ms {
-            None => true,
-            Some(exp) => exp - unix_millis(now) > margin.as_millis() as i64,
-        }
+        let exp = match (self.expires_at_ms, self.issued_at_ms) {
+            (Some(exp), _) => exp,
+            (None, Some(iat)) => iat.saturating_add(ASSUMED_TOKEN_LIFETIME.as_millis() as i64),
+            (None, None) => return false,
+        };
+        exp.saturating_sub(unix_millis(now)) > margin.as_millis() as i64
+    }
+
+    /// When an access token received at `now_ms` expires: `expires_in` seconds later, or
+    /// `assumed` later when the provider sent no `expires_in`. Saturating: an absurd
+    /// `expires_in` cannot overflow.
+    pub fn expiry_ms(now_ms: i64, expires_in: Option<u64>, assumed: Duration) -> i64 {
+        let secs = expires_in.unwrap_or_else(|| assumed.as_secs());
+        let ms = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000);
+        now_ms.saturating_add(ms)
     }
 
     /// The proactive-refresh margin for this token: `configured`, but at most a quarter of
@@ -187,6 +211,7 @@ pub(crate) mod tests {
             nonce: Some("n".into()),
             auth_time: None,
             session_id: None,
+            pending_id_token: None,
             generation: 3,
         }
     }
@@ -227,5 +252,25 @@ pub(crate) mod tests {
         assert!(s.is_fresh(now, Duration::from_secs(5)));
         assert!(!s.is_fresh(now, Duration::from_secs(11)));
         assert_eq!(s.remaining(now), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn unknown_expiry_is_not_fresh_forever() {
+        let mut s = sample();
+        s.expires_at_ms = None;
+        s.issued_at_ms = Some(1_000_000);
+        let soon = from_unix_millis(1_000_000 + 1000);
+        let later = from_unix_millis(1_000_000 + ASSUMED_TOKEN_LIFETIME.as_millis() as i64 + 1);
+        assert!(s.is_fresh(soon, Duration::ZERO));
+        assert!(!s.is_fresh(later, Duration::ZERO));
+        s.issued_at_ms = None;
+        assert!(!s.is_fresh(soon, Duration::ZERO));
+    }
+
+    #[test]
+    fn expiry_saturates() {
+        assert_eq!(Session::expiry_ms(1000, Some(2), Duration::ZERO), 3000);
+        assert_eq!(Session::expiry_ms(1000, None, Duration::from_secs(5)), 6000);
+        assert_eq!(Session::expiry_ms(1000, Some(u64::MAX), Duration::ZERO), i64::MAX);
     }
 }
