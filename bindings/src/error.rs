@@ -156,9 +156,7 @@ impl From<latchkey::Error> for LatchkeyError {
             | E::LockTimeout
             | E::LeaseLost { .. }
             | E::RefreshInDoubt
-            | E::Database { .. } => {
-                Self::Coordination { detail, retryable }
-            }
+            | E::Database { .. } => Self::Coordination { detail, retryable },
             _ => Self::Internal { detail },
         }
     }

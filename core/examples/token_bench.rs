@@ -38,6 +38,7 @@ async fn run() -> Res<()> {
         nonce: None,
         auth_time: None,
         session_id: None,
+        pending_id_token: None,
         generation: 1,
     };
     store.save("default", &session.to_blob()).await?;

@@ -67,7 +67,8 @@ fn act(name: &str, action: &str, step: Step) -> Result<()> {
     let pid = std::process::id();
     {
         let mut out = std::io::stdout().lock();
-        let line = serde_json::json!({"event": "fault", "point": name, "action": action, "pid": pid});
+        let line =
+            serde_json::json!({"event": "fault", "point": name, "action": action, "pid": pid});
         // A harness that stopped reading does not stop the fault.
         let _ = writeln!(out, "{line}");
         let _ = out.flush();

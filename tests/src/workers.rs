@@ -35,7 +35,14 @@ pub struct WorkerSpec {
 impl WorkerSpec {
     /// Starts a worker named `holder`.
     pub fn spawn(&self, holder: &str) -> Worker {
+        self.spawn_with(holder, &[], &[])
+    }
+
+    /// Starts a worker named `holder` with extra arguments and environment variables (e.g.
+    /// `FAILPOINTS` for the fault points of `latchkey::faults`).
+    pub fn spawn_with(&self, holder: &str, args: &[String], env: &[(&str, String)]) -> Worker {
         let mut child = Command::new(&self.bin)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("--issuer")
             .arg(&self.issuer)
             .arg("--state-dir")
@@ -43,6 +50,7 @@ impl WorkerSpec {
             .arg("--holder")
             .arg(holder)
             .args(&self.args)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

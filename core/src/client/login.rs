@@ -120,9 +120,9 @@ impl Client {
             }
             result
         });
-        let result = task
-            .await
-            .unwrap_or_else(|e| Err(Error::Internal { message: format!("login task failed: {e}") }));
+        let result = task.await.unwrap_or_else(|e| {
+            Err(Error::Internal { message: format!("login task failed: {e}") })
+        });
         match result {
             Ok(s) => {
                 self.inner.event(LifecycleEvent::SignedIn, None);

@@ -195,9 +195,7 @@ fn check(
         ClaimsVerificationError::InvalidAudience(m) => {
             Unknown::Hostile(id_err(format!("aud: {m}")))
         }
-        ClaimsVerificationError::InvalidIssuer(m) => {
-            Unknown::Hostile(id_err(format!("iss: {m}")))
-        }
+        ClaimsVerificationError::InvalidIssuer(m) => Unknown::Hostile(id_err(format!("iss: {m}"))),
         ClaimsVerificationError::InvalidNonce(m) => Unknown::Other(id_err(format!("nonce: {m}"))),
         other => Unknown::Other(id_err(other.to_string())),
     })?;

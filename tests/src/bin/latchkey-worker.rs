@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! latchkey-worker --issuer URL --state-dir DIR --holder NAME [--tasks 8] [--duration-ms 30000]
-//!                 [--interval-ms 50] [--fail-saves N] [--lease-ms 3000]
+//!                 [--interval-ms 50] [--fail-saves N] [--lease-ms 3000] [--margin-ms N]
+//!                 [--reuse-interval-ms N] [--in-doubt-ms N] [--answered-limit-ms N]
 //! ```
+//!
+//! Fault points (`latchkey::faults`) are configured from the `FAILPOINTS` environment
+//! variable, e.g. `FAILPOINTS='refresh::after_answered=1*return(abort)'`.
 //! The registration is read from `DIR/registration.json`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -33,6 +37,10 @@ struct Args {
     interval: Duration,
     fail_saves: u64,
     lease: Option<Duration>,
+    margin: Option<Duration>,
+    reuse_interval: Option<Duration>,
+    in_doubt: Option<Duration>,
+    answered_limit: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +53,10 @@ fn parse_args() -> Result<Args, String> {
         interval: Duration::from_millis(50),
         fail_saves: 0,
         lease: None,
+        margin: None,
+        reuse_interval: None,
+        in_doubt: None,
+        answered_limit: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +71,10 @@ fn parse_args() -> Result<Args, String> {
             "--interval-ms" => a.interval = Duration::from_millis(num(val()?)?),
             "--fail-saves" => a.fail_saves = num(val()?)?,
             "--lease-ms" => a.lease = Some(Duration::from_millis(num(val()?)?)),
+            "--margin-ms" => a.margin = Some(Duration::from_millis(num(val()?)?)),
+            "--reuse-interval-ms" => a.reuse_interval = Some(Duration::from_millis(num(val()?)?)),
+            "--in-doubt-ms" => a.in_doubt = Some(Duration::from_millis(num(val()?)?)),
+            "--answered-limit-ms" => a.answered_limit = Some(Duration::from_millis(num(val()?)?)),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -128,6 +144,8 @@ impl SessionStore for FlakyStore {
 #[tokio::main]
 async fn main() {
     now_ms();
+    // Fault points from FAILPOINTS; kept for the life of the process.
+    let _faults = fail::FailScenario::setup();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -138,6 +156,14 @@ async fn main() {
     let mut config = test_config(&args.issuer, &args.state_dir, &args.holder);
     if let Some(l) = args.lease {
         config.lock.lease = l;
+    }
+    if let Some(m) = args.margin {
+        config.refresh_margin = m;
+    }
+    config.reuse_interval = args.reuse_interval;
+    config.in_doubt_wait = args.in_doubt;
+    if let Some(l) = args.answered_limit {
+        config.answered_limit = l;
     }
     let store = Arc::new(FlakyStore {
         inner: FileSessionStore::new(&args.state_dir),

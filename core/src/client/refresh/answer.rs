@@ -139,13 +139,14 @@ impl Inner {
     ) -> Result<RefreshOutcome> {
         let new = self.session_after_refresh(current, tokens);
         let hash = new.token_hash();
-        if let Err(e) = faults::hit("refresh::response_read", Step::Network) {
-            return Err(e);
-        }
         // 1. Record that the old refresh token is consumed and which tokens replace it.
-        let answered = match held.as_ref() {
-            Some(lease) => lease.journal_phase(JournalPhase::Answered, Some(&hash)).await,
-            None => Err(no_lease()),
+        //    A failure (a lost lease, a database error) keeps the tokens: take the lease
+        //    back and record it again.
+        let answered = match (faults::hit("refresh::response_read", Step::Database), held.as_ref())
+        {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(lease)) => lease.journal_phase(JournalPhase::Answered, Some(&hash)).await,
+            (Ok(()), None) => Err(no_lease()),
         };
         if let Err(e) = answered {
             tracing::warn!(error = %e, "lease lost while the request was out; re-acquiring");

@@ -33,7 +33,8 @@
 //! | 21 | otherwise                                                           | `Refresh` |
 //!
 //! A journal entry of an older generation than the committed one is settled (its refresh
-//! committed); one written under our own fence is ours. Both are ignored here.
+//! committed); one written by this client is its own finished attempt (a timed-out request
+//! is tried once more at once: nobody else can still commit it). Both are ignored here.
 
 use std::time::Duration;
 
@@ -61,7 +62,8 @@ pub(crate) enum Stored {
 /// The journal entry, as far as the decision needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Journal {
-    /// Written under the lease this holder holds now.
+    /// Written by this client: its own earlier refresh, settled or failed, never one to
+    /// wait for.
     pub ours: bool,
     pub from_generation: u64,
     pub phase: JournalPhase,
@@ -108,14 +110,22 @@ pub(crate) enum Decision {
     Ended(SessionState),
     /// The store holds a newer session than the committed one: commit it by CAS
     /// (`expected` → `generation`) and adopt it.
-    CommitStored { expected: Option<u64>, generation: u64, hash: String },
+    CommitStored {
+        expected: Option<u64>,
+        generation: u64,
+        hash: String,
+    },
     /// Take the committed generation from the store.
-    Adopt { generation: u64 },
+    Adopt {
+        generation: u64,
+    },
     /// The store lost or never had the committed session, which we hold: save it again.
     RepairStore,
     /// The store cannot be reconciled with the committed generation; retryable, and never
     /// a refresh with an older token.
-    StoreMismatch { generation: u64 },
+    StoreMismatch {
+        generation: u64,
+    },
     /// Our unsaved tokens succeed the committed generation: save and commit them.
     PersistUnsaved,
     StillFresh,
@@ -130,7 +140,9 @@ pub(crate) enum Decision {
     NoRefreshToken,
     /// Send the refresh. `resend`: the token may be consumed, but the provider's reuse
     /// interval still accepts it.
-    Refresh { resend: bool },
+    Refresh {
+        resend: bool,
+    },
 }
 
 /// Decides; see the module table.
@@ -182,7 +194,8 @@ pub(crate) fn decide(s: &Situation) -> Decision {
         let we_hold_successor = s.unsaved && s.generation == c + 1;
         return if we_hold_it {
             D::RepairStore // 5
-        } else if we_hold_successor && matches!(&s.stored, Stored::Holds { generation, .. } if *generation == c)
+        } else if we_hold_successor
+            && matches!(&s.stored, Stored::Holds { generation, .. } if *generation == c)
         {
             // The store holds the committed generation under another hash: not ours to
             // overwrite with a successor of a session we cannot see.
@@ -294,50 +307,320 @@ mod tests {
     fn decision_table() {
         type Case = (&'static str, fn(&mut Situation), Decision);
         let cases: Vec<Case> = vec![
-            ("1 logged out elsewhere", |s| s.committed = committed(6, None, SessionState::LoggedOut), D::Ended(SessionState::LoggedOut)),
-            ("1 reauth at our generation", |s| s.committed = committed(G, None, SessionState::ReauthRequired), D::Ended(SessionState::ReauthRequired)),
-            ("1 ended below us is not ours", |s| { s.committed = committed(G - 1, None, SessionState::LoggedOut); s.stored = holds(G, "h5"); }, D::CommitStored { expected: Some(G - 1), generation: G, hash: "h5".into() }),
-            ("2 roll forward an interrupted commit", |s| { s.stored = holds(G + 1, "h6"); s.journal = journal(JournalPhase::Saving, Some(1), Some("h6")); }, D::CommitStored { expected: Some(G), generation: G + 1, hash: "h6".into() }),
-            ("2 roll forward from answered", |s| { s.stored = holds(G + 1, "h6"); s.journal = journal(JournalPhase::Answered, Some(1), Some("h6")); }, D::CommitStored { expected: Some(G), generation: G + 1, hash: "h6".into() }),
-            ("2 store two ahead (committed g+1, saved g+2)", |s| { s.generation = G - 1; s.hash = "h4".into(); s.stored = holds(G + 1, "h6"); s.journal = journal(JournalPhase::Saving, Some(1), Some("h6")); }, D::CommitStored { expected: Some(G), generation: G + 1, hash: "h6".into() }),
-            ("3 journal names another hash", |s| { s.stored = holds(G + 1, "h6"); s.journal = journal(JournalPhase::Saving, Some(1), Some("other")); }, D::StoreMismatch { generation: G + 1 }),
-            ("4 power loss: store ahead, no journal", |s| s.stored = holds(G + 2, "h7"), D::CommitStored { expected: Some(G), generation: G + 2, hash: "h7".into() }),
-            ("4 empty database, store holds a session", |s| { s.committed = None; s.stored = holds(G, "h5"); }, D::CommitStored { expected: None, generation: G, hash: "h5".into() }),
-            ("0 empty database, store behind us", |s| { s.committed = None; s.stored = holds(G - 1, "h4"); }, D::Register),
-            ("0 empty database, empty store", |s| { s.committed = None; s.stored = Stored::Empty; }, D::Register),
+            (
+                "1 logged out elsewhere",
+                |s| s.committed = committed(6, None, SessionState::LoggedOut),
+                D::Ended(SessionState::LoggedOut),
+            ),
+            (
+                "1 reauth at our generation",
+                |s| s.committed = committed(G, None, SessionState::ReauthRequired),
+                D::Ended(SessionState::ReauthRequired),
+            ),
+            (
+                "1 ended below us is not ours",
+                |s| {
+                    s.committed = committed(G - 1, None, SessionState::LoggedOut);
+                    s.stored = holds(G, "h5");
+                },
+                D::CommitStored { expected: Some(G - 1), generation: G, hash: "h5".into() },
+            ),
+            (
+                "2 roll forward an interrupted commit",
+                |s| {
+                    s.stored = holds(G + 1, "h6");
+                    s.journal = journal(JournalPhase::Saving, Some(1), Some("h6"));
+                },
+                D::CommitStored { expected: Some(G), generation: G + 1, hash: "h6".into() },
+            ),
+            (
+                "2 roll forward from answered",
+                |s| {
+                    s.stored = holds(G + 1, "h6");
+                    s.journal = journal(JournalPhase::Answered, Some(1), Some("h6"));
+                },
+                D::CommitStored { expected: Some(G), generation: G + 1, hash: "h6".into() },
+            ),
+            (
+                "2 store two ahead (committed g+1, saved g+2)",
+                |s| {
+                    s.generation = G - 1;
+                    s.hash = "h4".into();
+                    s.stored = holds(G + 1, "h6");
+                    s.journal = journal(JournalPhase::Saving, Some(1), Some("h6"));
+                },
+                D::CommitStored { expected: Some(G), generation: G + 1, hash: "h6".into() },
+            ),
+            (
+                "3 journal names another hash",
+                |s| {
+                    s.stored = holds(G + 1, "h6");
+                    s.journal = journal(JournalPhase::Saving, Some(1), Some("other"));
+                },
+                D::StoreMismatch { generation: G + 1 },
+            ),
+            (
+                "4 power loss: store ahead, no journal",
+                |s| s.stored = holds(G + 2, "h7"),
+                D::CommitStored { expected: Some(G), generation: G + 2, hash: "h7".into() },
+            ),
+            (
+                "4 empty database, store holds a session",
+                |s| {
+                    s.committed = None;
+                    s.stored = holds(G, "h5");
+                },
+                D::CommitStored { expected: None, generation: G, hash: "h5".into() },
+            ),
+            (
+                "0 empty database, store behind us",
+                |s| {
+                    s.committed = None;
+                    s.stored = holds(G - 1, "h4");
+                },
+                D::Register,
+            ),
+            (
+                "0 empty database, empty store",
+                |s| {
+                    s.committed = None;
+                    s.stored = Stored::Empty;
+                },
+                D::Register,
+            ),
             ("5 store lost our committed tokens", |s| s.stored = Stored::Empty, D::RepairStore),
-            ("5 store holds another hash at our committed generation", |s| s.stored = holds(G, "x"), D::RepairStore),
-            ("5 store behind, we hold the committed", |s| s.stored = holds(G - 1, "h4"), D::RepairStore),
-            ("5 foreign store, we hold the committed", |s| s.stored = Stored::Foreign, D::RepairStore),
-            ("6 store behind a newer committed", |s| { s.committed = committed(G + 1, Some("h6"), SessionState::Active); }, D::StoreMismatch { generation: G + 1 }),
-            ("6 store empty, committed newer", |s| { s.committed = committed(G + 1, Some("h6"), SessionState::Active); s.stored = Stored::Empty; }, D::StoreMismatch { generation: G + 1 }),
-            ("6 same generation, other hash everywhere", |s| { s.committed = committed(G, Some("x"), SessionState::Active); s.stored = holds(G, "y"); }, D::StoreMismatch { generation: G }),
-            ("7 adopt the committed from the store", |s| { s.committed = committed(G + 1, Some("h6"), SessionState::Active); s.stored = holds(G + 1, "h6"); }, D::Adopt { generation: G + 1 }),
-            ("7 adopt even when forced", |s| { s.force = true; s.committed = committed(G + 1, Some("h6"), SessionState::Active); s.stored = holds(G + 1, "h6"); }, D::Adopt { generation: G + 1 }),
-            ("8 unsaved successor", |s| { s.generation = G + 1; s.hash = "h6".into(); s.unsaved = true; }, D::PersistUnsaved),
-            ("8 unsaved successor, store lost the committed", |s| { s.generation = G + 1; s.hash = "h6".into(); s.unsaved = true; s.stored = Stored::Empty; }, D::PersistUnsaved),
-            ("8 unsaved successor of a committed we cannot see", |s| { s.generation = G + 1; s.hash = "h6".into(); s.unsaved = true; s.stored = holds(G, "x"); }, D::StoreMismatch { generation: G }),
-            ("8 unsaved but not the successor", |s| { s.generation = G + 2; s.hash = "h7".into(); s.unsaved = true; }, D::StoreMismatch { generation: G }),
-            ("9 ahead of committed, saved", |s| { s.generation = G + 1; s.hash = "h6".into(); }, D::StoreMismatch { generation: G }),
-            ("10 still fresh", |s| { s.fresh = true; s.valid = true; }, D::StillFresh),
-            ("10 forced skips freshness", |s| { s.force = true; s.fresh = true; s.valid = true; }, D::Refresh { resend: false }),
-            ("11 answered, inside the reuse interval", |s| { s.reuse_interval = Some(Duration::from_secs(10)); s.journal = journal(JournalPhase::Answered, Some(2), Some("h6")); }, D::Refresh { resend: true }),
-            ("11 answered, outside the reuse interval", |s| { s.reuse_interval = Some(Duration::from_secs(10)); s.journal = journal(JournalPhase::Answered, Some(20), Some("h6")); }, D::Wait),
-            ("12 answered, valid token", |s| { s.valid = true; s.journal = journal(JournalPhase::Saving, Some(2), Some("h6")); }, D::KeepValid),
-            ("12 answered, valid token, forced", |s| { s.force = true; s.valid = true; s.fresh = true; s.journal = journal(JournalPhase::Answered, Some(2), Some("h6")); }, D::KeepValid),
-            ("13 answered, expired, recent", |s| s.journal = journal(JournalPhase::Answered, Some(2), Some("h6")), D::Wait),
-            ("14 answered, expired, old", |s| s.journal = journal(JournalPhase::Answered, Some(3600), Some("h6")), D::Lost),
-            ("14 answered before a reboot", |s| s.journal = journal(JournalPhase::Saving, None, Some("h6")), D::Lost),
-            ("15 request sent, inside the reuse interval", |s| { s.reuse_interval = Some(Duration::from_secs(10)); s.journal = journal(JournalPhase::RequestSent, Some(1), None); }, D::Refresh { resend: true }),
-            ("16 request sent, valid token", |s| { s.valid = true; s.journal = journal(JournalPhase::RequestSent, Some(1), None); }, D::KeepValid),
-            ("17 request sent, expired, recent", |s| s.journal = journal(JournalPhase::RequestSent, Some(1), None), D::Wait),
-            ("18 request sent, expired, old", |s| s.journal = journal(JournalPhase::RequestSent, Some(60), None), D::Refresh { resend: false }),
-            ("18 request sent before a reboot", |s| s.journal = journal(JournalPhase::RequestSent, None, None), D::Refresh { resend: false }),
-            ("journal of an older generation is settled", |s| { s.journal = journal(JournalPhase::Answered, Some(1), Some("h5")); s.journal.as_mut().unwrap().from_generation = G - 1; }, D::Refresh { resend: false }),
-            ("our own journal entry", |s| { s.journal = journal(JournalPhase::RequestSent, Some(1), None); s.journal.as_mut().unwrap().ours = true; }, D::Refresh { resend: false }),
-            ("19 no refresh token, valid", |s| { s.has_refresh_token = false; s.valid = true; }, D::KeepValid),
+            (
+                "5 store holds another hash at our committed generation",
+                |s| s.stored = holds(G, "x"),
+                D::RepairStore,
+            ),
+            (
+                "5 store behind, we hold the committed",
+                |s| s.stored = holds(G - 1, "h4"),
+                D::RepairStore,
+            ),
+            (
+                "5 foreign store, we hold the committed",
+                |s| s.stored = Stored::Foreign,
+                D::RepairStore,
+            ),
+            (
+                "6 store behind a newer committed",
+                |s| {
+                    s.committed = committed(G + 1, Some("h6"), SessionState::Active);
+                },
+                D::StoreMismatch { generation: G + 1 },
+            ),
+            (
+                "6 store empty, committed newer",
+                |s| {
+                    s.committed = committed(G + 1, Some("h6"), SessionState::Active);
+                    s.stored = Stored::Empty;
+                },
+                D::StoreMismatch { generation: G + 1 },
+            ),
+            (
+                "6 same generation, other hash everywhere",
+                |s| {
+                    s.committed = committed(G, Some("x"), SessionState::Active);
+                    s.stored = holds(G, "y");
+                },
+                D::StoreMismatch { generation: G },
+            ),
+            (
+                "7 adopt the committed from the store",
+                |s| {
+                    s.committed = committed(G + 1, Some("h6"), SessionState::Active);
+                    s.stored = holds(G + 1, "h6");
+                },
+                D::Adopt { generation: G + 1 },
+            ),
+            (
+                "7 adopt even when forced",
+                |s| {
+                    s.force = true;
+                    s.committed = committed(G + 1, Some("h6"), SessionState::Active);
+                    s.stored = holds(G + 1, "h6");
+                },
+                D::Adopt { generation: G + 1 },
+            ),
+            (
+                "8 unsaved successor",
+                |s| {
+                    s.generation = G + 1;
+                    s.hash = "h6".into();
+                    s.unsaved = true;
+                },
+                D::PersistUnsaved,
+            ),
+            (
+                "8 unsaved successor, store lost the committed",
+                |s| {
+                    s.generation = G + 1;
+                    s.hash = "h6".into();
+                    s.unsaved = true;
+                    s.stored = Stored::Empty;
+                },
+                D::PersistUnsaved,
+            ),
+            (
+                "8 unsaved successor of a committed we cannot see",
+                |s| {
+                    s.generation = G + 1;
+                    s.hash = "h6".into();
+                    s.unsaved = true;
+                    s.stored = holds(G, "x");
+                },
+                D::StoreMismatch { generation: G },
+            ),
+            (
+                "8 unsaved but not the successor",
+                |s| {
+                    s.generation = G + 2;
+                    s.hash = "h7".into();
+                    s.unsaved = true;
+                },
+                D::StoreMismatch { generation: G },
+            ),
+            (
+                "9 ahead of committed, saved",
+                |s| {
+                    s.generation = G + 1;
+                    s.hash = "h6".into();
+                },
+                D::StoreMismatch { generation: G },
+            ),
+            (
+                "10 still fresh",
+                |s| {
+                    s.fresh = true;
+                    s.valid = true;
+                },
+                D::StillFresh,
+            ),
+            (
+                "10 forced skips freshness",
+                |s| {
+                    s.force = true;
+                    s.fresh = true;
+                    s.valid = true;
+                },
+                D::Refresh { resend: false },
+            ),
+            (
+                "11 answered, inside the reuse interval",
+                |s| {
+                    s.reuse_interval = Some(Duration::from_secs(10));
+                    s.journal = journal(JournalPhase::Answered, Some(2), Some("h6"));
+                },
+                D::Refresh { resend: true },
+            ),
+            (
+                "11 answered, outside the reuse interval",
+                |s| {
+                    s.reuse_interval = Some(Duration::from_secs(10));
+                    s.journal = journal(JournalPhase::Answered, Some(20), Some("h6"));
+                },
+                D::Wait,
+            ),
+            (
+                "12 answered, valid token",
+                |s| {
+                    s.valid = true;
+                    s.journal = journal(JournalPhase::Saving, Some(2), Some("h6"));
+                },
+                D::KeepValid,
+            ),
+            (
+                "12 answered, valid token, forced",
+                |s| {
+                    s.force = true;
+                    s.valid = true;
+                    s.fresh = true;
+                    s.journal = journal(JournalPhase::Answered, Some(2), Some("h6"));
+                },
+                D::KeepValid,
+            ),
+            (
+                "13 answered, expired, recent",
+                |s| s.journal = journal(JournalPhase::Answered, Some(2), Some("h6")),
+                D::Wait,
+            ),
+            (
+                "14 answered, expired, old",
+                |s| s.journal = journal(JournalPhase::Answered, Some(3600), Some("h6")),
+                D::Lost,
+            ),
+            (
+                "14 answered before a reboot",
+                |s| s.journal = journal(JournalPhase::Saving, None, Some("h6")),
+                D::Lost,
+            ),
+            (
+                "15 request sent, inside the reuse interval",
+                |s| {
+                    s.reuse_interval = Some(Duration::from_secs(10));
+                    s.journal = journal(JournalPhase::RequestSent, Some(1), None);
+                },
+                D::Refresh { resend: true },
+            ),
+            (
+                "16 request sent, valid token",
+                |s| {
+                    s.valid = true;
+                    s.journal = journal(JournalPhase::RequestSent, Some(1), None);
+                },
+                D::KeepValid,
+            ),
+            (
+                "17 request sent, expired, recent",
+                |s| s.journal = journal(JournalPhase::RequestSent, Some(1), None),
+                D::Wait,
+            ),
+            (
+                "18 request sent, expired, old",
+                |s| s.journal = journal(JournalPhase::RequestSent, Some(60), None),
+                D::Refresh { resend: false },
+            ),
+            (
+                "18 request sent before a reboot",
+                |s| s.journal = journal(JournalPhase::RequestSent, None, None),
+                D::Refresh { resend: false },
+            ),
+            (
+                "journal of an older generation is settled",
+                |s| {
+                    s.journal = journal(JournalPhase::Answered, Some(1), Some("h5"));
+                    s.journal.as_mut().unwrap().from_generation = G - 1;
+                },
+                D::Refresh { resend: false },
+            ),
+            (
+                "our own journal entry",
+                |s| {
+                    s.journal = journal(JournalPhase::RequestSent, Some(1), None);
+                    s.journal.as_mut().unwrap().ours = true;
+                },
+                D::Refresh { resend: false },
+            ),
+            (
+                "19 no refresh token, valid",
+                |s| {
+                    s.has_refresh_token = false;
+                    s.valid = true;
+                },
+                D::KeepValid,
+            ),
             ("20 no refresh token, expired", |s| s.has_refresh_token = false, D::NoRefreshToken),
-            ("no refresh token inside the reuse interval", |s| { s.has_refresh_token = false; s.reuse_interval = Some(Duration::from_secs(10)); s.journal = journal(JournalPhase::RequestSent, Some(1), None); }, D::Wait),
+            (
+                "no refresh token inside the reuse interval",
+                |s| {
+                    s.has_refresh_token = false;
+                    s.reuse_interval = Some(Duration::from_secs(10));
+                    s.journal = journal(JournalPhase::RequestSent, Some(1), None);
+                },
+                D::Wait,
+            ),
             ("21 refresh", |_| {}, D::Refresh { resend: false }),
         ];
         for (name, edit, want) in cases {

@@ -192,7 +192,9 @@ impl Inner {
                         });
                         let f = async move {
                             handle.await.unwrap_or_else(|e| {
-                                Err(Error::Internal { message: format!("refresh task failed: {e}") })
+                                Err(Error::Internal {
+                                    message: format!("refresh task failed: {e}"),
+                                })
                             })
                         }
                         .boxed()
@@ -308,8 +310,7 @@ impl Inner {
                 // The token expired while we waited: nothing better to hand out, so wait for
                 // the other holder for the rest of the acquire timeout (it is likely refreshing).
                 let rest = timeout.saturating_sub(started.elapsed());
-                attempt =
-                    self.coordinator.acquire_within(self.account(), &self.holder, rest).await;
+                attempt = self.coordinator.acquire_within(self.account(), &self.holder, rest).await;
             }
             let mut held = Some(attempt?);
             let result = self.under_lease(&mut held, force, min_ttl).await;

@@ -136,7 +136,9 @@ impl Inner {
             state: r.state,
         });
         let journal = self.coordinator.journal(self.account()).await?.map(|j| Journal {
-            ours: j.fence == lease.fence() && j.holder == lease.holder(),
+            // Written by this client (any of its acquisitions): its refresh is over, so there
+            // is no other holder to wait for.
+            ours: j.holder == lease.holder(),
             age: self.journal_age(&j),
             from_generation: j.from_generation,
             phase: j.phase,

@@ -1,0 +1,263 @@
+//! The fault matrix of the refresh path: every fault point (`latchkey::faults`) × {abort
+//! the process, suspend it past the lease, make the step fail} × 3 real worker processes
+//! sharing one session, against the real provider (rotation on every use, whole-grant
+//! revocation on reuse, no grace).
+//!
+//! Per cell: reuse detections at the provider, sessions lost, live processes that converged
+//! on the committed generation, and the time from the fault until every live process held
+//! a newer generation. Asserted: 0 reuse and 0 sessions lost in every cell outside the one
+//! window that no client can close without the provider's help, "response read → store
+//! save returned" (abort at `refresh::response_read` or `refresh::after_answered`); inside
+//! it, losses are counted and printed. With the provider's reuse interval configured (and
+//! the client told), 0 losses everywhere.
+//!
+//! `LATCHKEY_MATRIX_LANES` (default 2) cells run at once, each with its own provider.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use latchkey::lock::{Coordinator, CoordinatorConfig, SessionState};
+use latchkey::SystemClock;
+use latchkey_e2e::flow::{register, sign_in, test_config};
+use latchkey_e2e::op::{ProviderOptions, TestProvider};
+use latchkey_e2e::workers::{write_registration, Worker, WorkerSpec};
+use serde_json::Value;
+
+/// Access-token lifetime in the matrix: the refresher (margin 1 s) refreshes at 3 s, the
+/// others (margin 0.3 s) would at 3.7 s.
+const TTL_SECS: u64 = 4;
+const LEASE_MS: u64 = 1500;
+/// How long a suspended process stays stopped: past its lease.
+const STOP_MS: u64 = LEASE_MS + 300;
+const RUN_MS: u64 = 9000;
+/// Fault points run in the refresher (the first to refresh); `adopt::*` in an adopter.
+const POINTS: &[&str] = &[
+    "refresh::before_send",
+    "refresh::response_read",
+    "refresh::after_answered",
+    "refresh::after_save",
+    "refresh::after_commit",
+    "refresh::after_validate",
+    "adopt::after_load",
+];
+const ACTIONS: &[&str] = &["abort", "stop", "error"];
+
+#[derive(Debug, Clone)]
+struct CellResult {
+    point: &'static str,
+    action: &'static str,
+    hit: bool,
+    reuse: u64,
+    grants: u64,
+    lost: usize,
+    alive: usize,
+    converged: usize,
+    converge_ms: Option<u64>,
+}
+
+impl CellResult {
+    /// "response read → store save returned": the provider rotated and the only copy of
+    /// the new tokens dies with the process.
+    fn in_window(&self) -> bool {
+        self.action == "abort"
+            && matches!(self.point, "refresh::response_read" | "refresh::after_answered")
+    }
+}
+
+fn coordinator(dir: &Path) -> Coordinator {
+    Coordinator::open(dir.join("lock.db"), CoordinatorConfig::default(), Arc::new(SystemClock))
+        .unwrap()
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn run_cell(
+    op: &TestProvider,
+    point: &'static str,
+    action: &'static str,
+    reuse_interval_ms: Option<u64>,
+) -> CellResult {
+    let dir = tempfile::tempdir().unwrap();
+    let setup =
+        latchkey_e2e::flow::file_client(test_config(op.issuer(), dir.path(), "setup"), dir.path())
+            .unwrap();
+    let reg = register(&setup, None).await.unwrap();
+    write_registration(dir.path(), &reg);
+    op.reset().await.unwrap();
+    sign_in(&setup, "alice").await.unwrap();
+    drop(setup);
+    let mut args: Vec<String> = [
+        "--tasks",
+        "2",
+        "--duration-ms",
+        &RUN_MS.to_string(),
+        "--interval-ms",
+        "25",
+        "--lease-ms",
+        &LEASE_MS.to_string(),
+        "--in-doubt-ms",
+        "3000",
+        "--answered-limit-ms",
+        "4000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(ms) = reuse_interval_ms {
+        args.extend(["--reuse-interval-ms".to_string(), ms.to_string()]);
+    }
+    let spec = WorkerSpec {
+        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
+        issuer: op.issuer().to_string(),
+        state_dir: dir.path().to_path_buf(),
+        args,
+    };
+    let failpoint = vec![("FAILPOINTS", format!("{point}=1*return({action})"))];
+    let in_adopter = point.starts_with("adopt::");
+    let margin = |ms: u64| vec!["--margin-ms".to_string(), ms.to_string()];
+    let refresher =
+        spec.spawn_with("refresher", &margin(1000), if in_adopter { &[] } else { &failpoint });
+    let adopter =
+        spec.spawn_with("adopter", &margin(300), if in_adopter { &failpoint } else { &[] });
+    let other = spec.spawn_with("other", &margin(300), &[]);
+    let mut workers = vec![refresher, adopter, other];
+    let victim = usize::from(in_adopter);
+
+    // Wait for the fault point to be reached.
+    let started = Instant::now();
+    let mut fault_at = None;
+    while started.elapsed() < Duration::from_millis(RUN_MS) {
+        if let Some((t, _)) = workers[victim].events("fault").first() {
+            fault_at = Some(*t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if fault_at.is_some() && action == "stop" {
+        // It stopped itself; keep it stopped past its lease, then let it go on.
+        tokio::time::sleep(Duration::from_millis(STOP_MS)).await;
+        workers[victim].cont();
+    }
+    let mut summaries: Vec<Option<Value>> = Vec::new();
+    for w in &mut workers {
+        summaries.push(w.summary(Duration::from_millis(RUN_MS + 20_000)));
+    }
+    let counters = op.counters().await.unwrap();
+    let rec = coordinator(dir.path()).generation("default").await.unwrap().unwrap();
+    let alive: Vec<(&Worker, &Value)> =
+        workers.iter().zip(&summaries).filter_map(|(w, s)| s.as_ref().map(|s| (w, s))).collect();
+    let lost = alive
+        .iter()
+        .filter(|(_, s)| {
+            s["state"] != "Authenticated" || s["errors"].get("ReauthRequired").is_some()
+        })
+        .count()
+        + usize::from(rec.state != SessionState::Active && alive.is_empty());
+    let converged = alive
+        .iter()
+        .filter(|(_, s)| {
+            rec.state == SessionState::Active
+                && s["final_generation"].as_u64() == Some(rec.generation)
+        })
+        .count();
+    let converge_ms = fault_at.and_then(|t0| {
+        let mut worst = Duration::ZERO;
+        for (w, _) in &alive {
+            let first_newer = w.lines().into_iter().find(|(t, v)| {
+                *t >= t0
+                    && (v["event"] == "refreshed" || v["event"] == "adopted")
+                    && v["generation"].as_u64().is_some_and(|g| g >= 2)
+            });
+            match first_newer {
+                Some((t, _)) => worst = worst.max(t - t0),
+                None => return None,
+            }
+        }
+        Some(worst.as_millis() as u64)
+    });
+    CellResult {
+        point,
+        action,
+        hit: fault_at.is_some(),
+        reuse: counters.reuse_detections,
+        grants: counters.refresh_grants,
+        lost,
+        alive: alive.len(),
+        converged,
+        converge_ms,
+    }
+}
+
+async fn run_matrix(reuse_interval_secs: Option<u64>) -> Vec<CellResult> {
+    let lanes = env_usize("LATCHKEY_MATRIX_LANES", 2).max(1);
+    let cells: Vec<(&'static str, &'static str)> =
+        POINTS.iter().flat_map(|p| ACTIONS.iter().map(move |a| (*p, *a))).collect();
+    let chunks: Vec<Vec<(&'static str, &'static str)>> =
+        (0..lanes).map(|lane| cells.iter().skip(lane).step_by(lanes).copied().collect()).collect();
+    let mut handles = Vec::new();
+    for chunk in chunks {
+        handles.push(tokio::spawn(async move {
+            let op = TestProvider::start(ProviderOptions {
+                access_token_ttl_secs: TTL_SECS,
+                ..Default::default()
+            })
+            .await
+            .expect("test provider");
+            // REUSE-INTERVAL-HOOK
+            assert!(reuse_interval_secs.is_none());
+            let mut out = Vec::new();
+            for (point, action) in chunk {
+                out.push(run_cell(&op, point, action, reuse_interval_secs.map(|s| s * 1000)).await);
+            }
+            out
+        }));
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        results.extend(h.await.unwrap());
+    }
+    results.sort_by_key(|r| {
+        (POINTS.iter().position(|p| *p == r.point), ACTIONS.iter().position(|a| *a == r.action))
+    });
+    results
+}
+
+fn print_table(title: &str, results: &[CellResult]) {
+    println!("\n{title}\n");
+    println!("| fault point | fault | reached | reuse detections | grants | sessions lost | live processes converged | time to converge |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in results {
+        println!(
+            "| `{}` | {} | {} | {} | {} | {}{} | {}/{} | {} |",
+            r.point,
+            r.action,
+            if r.hit { "yes" } else { "no" },
+            r.reuse,
+            r.grants,
+            r.lost,
+            if r.in_window() { " (window)" } else { "" },
+            r.converged,
+            r.alive,
+            r.converge_ms.map(|m| format!("{m} ms")).unwrap_or_else(|| "—".into()),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_matrix_without_reuse_interval() {
+    let results = run_matrix(None).await;
+    print_table("fault matrix: provider without a reuse interval", &results);
+    for r in &results {
+        assert!(r.hit, "fault point never reached: {r:?}");
+        if !r.in_window() {
+            assert_eq!(r.reuse, 0, "a consumed refresh token was sent again: {r:?}");
+            assert_eq!(r.lost, 0, "a session was lost outside the window: {r:?}");
+            assert_eq!(r.converged, r.alive, "a live process did not converge: {r:?}");
+        }
+    }
+}
