@@ -147,7 +147,21 @@ async fn run_cell(
     for w in &mut workers {
         summaries.push(w.summary(Duration::from_millis(RUN_MS + 20_000)));
     }
-    let counters = op.counters().await.unwrap();
+    if std::env::var_os("LATCHKEY_MATRIX_ONLY").is_some() {
+        for w in &workers {
+            for (t, v) in w.lines() {
+                if v["event"] != "stats" {
+                    println!("{} +{:?} {v}", w.holder, t.duration_since(started));
+                }
+            }
+        }
+    }
+    // A pooled admin connection may have been closed by the server's keep-alive timeout
+    // during the run: one retry.
+    let counters = match op.counters().await {
+        Ok(c) => c,
+        Err(_) => op.counters().await.unwrap(),
+    };
     let rec = coordinator(dir.path()).generation("default").await.unwrap().unwrap();
     let alive: Vec<(&Worker, &Value)> =
         workers.iter().zip(&summaries).filter_map(|(w, s)| s.as_ref().map(|s| (w, s))).collect();
@@ -195,8 +209,13 @@ async fn run_cell(
 
 async fn run_matrix(reuse_interval_secs: Option<u64>) -> Vec<CellResult> {
     let lanes = env_usize("LATCHKEY_MATRIX_LANES", 2).max(1);
-    let cells: Vec<(&'static str, &'static str)> =
-        POINTS.iter().flat_map(|p| ACTIONS.iter().map(move |a| (*p, *a))).collect();
+    // `LATCHKEY_MATRIX_ONLY=point:action` runs one cell and prints its processes' lines.
+    let only = std::env::var("LATCHKEY_MATRIX_ONLY").ok();
+    let cells: Vec<(&'static str, &'static str)> = POINTS
+        .iter()
+        .flat_map(|p| ACTIONS.iter().map(move |a| (*p, *a)))
+        .filter(|(p, a)| only.as_deref().is_none_or(|o| o == format!("{p}:{a}")))
+        .collect();
     let chunks: Vec<Vec<(&'static str, &'static str)>> =
         (0..lanes).map(|lane| cells.iter().skip(lane).step_by(lanes).copied().collect()).collect();
     let mut handles = Vec::new();

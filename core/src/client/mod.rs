@@ -307,7 +307,17 @@ impl Client {
     /// Closes the coordination database and gives up this process's leases, e.g. when an
     /// iOS app moves to the background (a suspended process must hold no file lock).
     /// The next call that needs the database reopens it after [`Client::resume`].
+    ///
+    /// A refresh in flight is waited for first (at most the lease time), so its answer is
+    /// saved and committed before the lease is given up; had it to be cut short, its journal
+    /// entry still tells every other process not to resend the refresh token.
     pub async fn pause(&self) {
+        let flight = lock(&self.inner.flight).as_ref().map(|(_, f, ..)| f.clone());
+        if let Some(f) = flight {
+            if tokio::time::timeout(self.inner.config.lock.lease, f).await.is_err() {
+                tracing::warn!("pausing with a refresh still in flight");
+            }
+        }
         self.inner.coordinator.pause().await;
     }
 

@@ -239,6 +239,14 @@ async fn main() {
         let _ = h.await;
     }
     stats.abort();
+    // Settle on the committed generation once every worker's callers have stopped, so the
+    // summary says whether this process converged (a fresh token is otherwise served from
+    // memory, I6, without looking).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Err(e) = client.sync().await {
+        emit(json!({"event": "error", "pid": std::process::id(), "t_ms": now_ms(),
+                    "kind": "final_sync", "retryable": e.is_retryable(), "message": e.to_string()}));
+    }
     let gens = generations_seen.lock().unwrap().clone();
     let monotonic = gens.windows(2).all(|w| w[0] < w[1]);
     emit(json!({

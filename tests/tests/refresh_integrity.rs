@@ -1,0 +1,212 @@
+//! The paths that used to break the two promises (a rotating refresh token is sent at most
+//! once; an answered refresh is never lost), each driven against the real provider with
+//! real SQLite files and, where a process must stop mid-step, real worker processes.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use latchkey::lock::{Coordinator, CoordinatorConfig};
+use latchkey::{Client, Error, RefreshOutcome, SystemClock};
+use latchkey_e2e::flow::{file_client, register, sign_in, test_config};
+use latchkey_e2e::op::{ProviderOptions, TestProvider};
+use latchkey_e2e::workers::{write_registration, WorkerSpec};
+
+async fn provider(ttl: u64) -> TestProvider {
+    TestProvider::start(ProviderOptions { access_token_ttl_secs: ttl, ..Default::default() })
+        .await
+        .expect("test provider")
+}
+
+/// A client of the state directory `dir`, registered and with the stored session restored.
+async fn restored(op: &TestProvider, dir: &Path, holder: &str) -> Client {
+    let c = file_client(test_config(op.issuer(), dir, holder), dir).unwrap();
+    let reg: latchkey::ClientRegistration =
+        serde_json::from_slice(&std::fs::read(dir.join("registration.json")).unwrap()).unwrap();
+    c.restore_registration(reg).unwrap();
+    c.restore_session().await.unwrap().expect("a stored session");
+    c
+}
+
+async fn prepare(op: &TestProvider, dir: &Path) {
+    let c = file_client(test_config(op.issuer(), dir, "setup"), dir).unwrap();
+    let reg = register(&c, None).await.unwrap();
+    write_registration(dir, &reg);
+    sign_in(&c, "alice").await.unwrap();
+}
+
+fn committed_generation(dir: &Path) -> u64 {
+    let rt = tokio::runtime::Handle::current();
+    let c = Coordinator::open(dir.join("lock.db"), CoordinatorConfig::default(), Arc::new(SystemClock))
+        .unwrap();
+    tokio::task::block_in_place(|| rt.block_on(c.generation("default"))).unwrap().unwrap().generation
+}
+
+/// Copies the coordination database (after every connection was closed by `pause`).
+fn copy_db(from: &Path, to: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let src = from.join(format!("lock.db{suffix}"));
+        let dst = to.join(format!("lock.db{suffix}"));
+        let _ = std::fs::remove_file(&dst);
+        if src.exists() {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// Power loss: the database commits with `synchronous=NORMAL`, so it can lose its last
+/// commits while the store (the keychain) keeps the newer session. A process still holding
+/// the older generation must adopt the store's session, never refresh with its consumed
+/// refresh token.
+#[tokio::test(flavor = "multi_thread")]
+async fn database_rolled_back_under_a_live_session_is_recovered_from_the_store() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    prepare(&op, dir.path()).await;
+    let app = restored(&op, dir.path(), "app").await;
+    assert!(matches!(app.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 }));
+    let ext = restored(&op, dir.path(), "ext").await;
+    assert_eq!(ext.session().unwrap().generation, 2);
+    // Snapshot the database at generation 2, then rotate once more (generation 3).
+    app.pause().await;
+    ext.pause().await;
+    copy_db(dir.path(), backup.path());
+    app.resume();
+    ext.resume();
+    assert!(matches!(app.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 3 }));
+    // The power loss: the database is back at generation 2; the store holds 3.
+    app.pause().await;
+    ext.pause().await;
+    copy_db(backup.path(), dir.path());
+    app.resume();
+    ext.resume();
+    assert_eq!(committed_generation(dir.path()), 2);
+    op.reset().await.unwrap();
+
+    // The extension holds generation 2, whose refresh token the provider has consumed.
+    let outcome = ext.refresh().await.unwrap();
+    assert_eq!(outcome, RefreshOutcome::Adopted { generation: 3 }, "{outcome:?}");
+    assert_eq!(committed_generation(dir.path()), 3);
+    let c = op.counters().await.unwrap();
+    assert_eq!(c.reuse_detections, 0, "a consumed refresh token was sent: {c:?}");
+    assert_eq!(c.refresh_grants, 0);
+    // And the session goes on for both processes.
+    assert!(matches!(ext.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 4 }));
+    assert_eq!(app.sync().await.unwrap().unwrap().generation, 4);
+    let c = op.counters().await.unwrap();
+    assert_eq!((c.reuse_detections, c.refresh_grants), (0, 1), "{c:?}");
+}
+
+/// A store behind the committed generation (it lost a write, or one app target uses a
+/// keychain group the others do not) is never installed: `restore_session` says
+/// `StoreMismatch` instead of handing out tokens whose refresh token may be consumed.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_never_installs_a_session_older_than_the_committed_one() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    prepare(&op, dir.path()).await;
+    let stale = std::fs::read(dir.path().join("session.json")).unwrap();
+    let app = restored(&op, dir.path(), "app").await;
+    app.refresh().await.unwrap();
+    let newest = std::fs::read(dir.path().join("session.json")).unwrap();
+    std::fs::write(dir.path().join("session.json"), &stale).unwrap();
+
+    let ext = file_client(test_config(op.issuer(), dir.path(), "ext"), dir.path()).unwrap();
+    let reg: latchkey::ClientRegistration =
+        serde_json::from_slice(&std::fs::read(dir.path().join("registration.json")).unwrap())
+            .unwrap();
+    ext.restore_registration(reg).unwrap();
+    let err = ext.restore_session().await.unwrap_err();
+    assert!(matches!(err, Error::StoreMismatch { generation: 2 }), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(ext.session().is_none());
+    // The stale file was not touched; putting the newest back makes restore work.
+    assert_eq!(std::fs::read(dir.path().join("session.json")).unwrap(), stale);
+    std::fs::write(dir.path().join("session.json"), &newest).unwrap();
+    assert_eq!(ext.restore_session().await.unwrap().unwrap().generation, 2);
+}
+
+/// A process whose generation is two behind: another process committed g+1, saved g+2 and
+/// was suspended before committing it. The lapsed lease is taken over; the store (g+2) is
+/// ahead of the database (g+1) with the journal naming its hash: it is committed and
+/// adopted. Nothing is refreshed with the old token, and the suspended process, woken,
+/// finds its tokens committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_two_generations_ahead_is_rolled_forward_not_answered_with_a_refresh() {
+    let op = provider(4).await;
+    let dir = tempfile::tempdir().unwrap();
+    prepare(&op, dir.path()).await;
+    let behind = restored(&op, dir.path(), "behind").await;
+    assert_eq!(behind.session().unwrap().generation, 1);
+    // The worker refreshes twice; the second time it stops itself after the save.
+    let spec = WorkerSpec {
+        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
+        issuer: op.issuer().to_string(),
+        state_dir: dir.path().to_path_buf(),
+        args: ["--tasks", "1", "--duration-ms", "14000", "--interval-ms", "25", "--lease-ms", "1500", "--margin-ms", "1000"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let w = spec.spawn_with(
+        "committer",
+        &[],
+        &[("FAILPOINTS", "refresh::after_save=1*off->1*return(stop)".to_string())],
+    );
+    let since = Instant::now();
+    let hit = w.wait_for(since, Duration::from_secs(12), |v| v["event"] == "fault");
+    assert!(hit.is_some(), "the worker never reached the fault point");
+    assert_eq!(committed_generation(dir.path()), 2);
+    // `behind` holds generation 1, expired; its refresh token was consumed long ago.
+    op.reset().await.unwrap();
+    let token = behind.access_token().await.unwrap();
+    let s = behind.session().unwrap();
+    assert_eq!(s.generation, 3);
+    assert_eq!(s.access_token.expose(), token.expose());
+    assert_eq!(committed_generation(dir.path()), 3);
+    let c = op.counters().await.unwrap();
+    assert_eq!((c.reuse_detections, c.refresh_grants), (0, 0), "{c:?}");
+    // The committer wakes: its commit finds its own tokens already committed.
+    w.cont();
+    let mut w = w;
+    let summary = w.summary(Duration::from_secs(30)).expect("worker summary");
+    assert_eq!(summary["state"], "Authenticated", "{summary}");
+    assert_eq!(summary["generations_monotonic"], true, "{summary}");
+    let c = op.counters().await.unwrap();
+    assert_eq!(c.reuse_detections, 0, "{c:?}");
+}
+
+/// A failed store save (keychain locked) keeps the new tokens in memory only. Before, the
+/// fast path served them without saving and another process, seeing an unsaved journal,
+/// resent the consumed token once its own access token expired. Now the next call of the
+/// process saves them first, and the other process waits for that instead of resending.
+#[tokio::test(flavor = "multi_thread")]
+async fn unsaved_tokens_are_saved_before_anything_else_and_never_resent_elsewhere() {
+    let op = provider(4).await;
+    let dir = tempfile::tempdir().unwrap();
+    prepare(&op, dir.path()).await;
+    let spec = WorkerSpec {
+        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
+        issuer: op.issuer().to_string(),
+        state_dir: dir.path().to_path_buf(),
+        args: ["--tasks", "2", "--duration-ms", "9000", "--interval-ms", "25", "--lease-ms", "1500"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    // The refresher's store fails every save for a while (more than its retries).
+    let mut flaky = spec.spawn_with("flaky", &["--fail-saves".into(), "6".into(), "--margin-ms".into(), "1000".into()], &[]);
+    let mut other = spec.spawn_with("other", &["--margin-ms".into(), "300".into()], &[]);
+    let a = flaky.summary(Duration::from_secs(30)).expect("summary");
+    let b = other.summary(Duration::from_secs(30)).expect("summary");
+    let c = op.counters().await.unwrap();
+    assert_eq!(c.reuse_detections, 0, "{c:?} {a} {b}");
+    assert_eq!(a["state"], "Authenticated", "{a}");
+    assert_eq!(b["state"], "Authenticated", "{b}");
+    let committed = committed_generation(dir.path());
+    assert_eq!(c.refresh_grants, committed - 1, "{c:?}");
+    assert_eq!(b["final_generation"].as_u64(), Some(committed), "{b}");
+}
