@@ -285,10 +285,17 @@ impl Coordinator {
     /// suspends the app: 0xdead10cc). Leases of this process are released first (and marked
     /// lost); until [`Coordinator::resume`] every call fails with a retryable
     /// [`Error::Database`].
+    ///
+    /// The pause takes effect when this future is first polled (later calls fail from
+    /// then on); the release and close then run on the blocking pool. A
+    /// [`Coordinator::resume`] called after that first poll always wins: if it comes before
+    /// the blocking part ran, that part does nothing (leases stay held, the connection
+    /// stays open).
     pub async fn pause(&self) {
+        let token = self.inner.db.begin_pause();
         let inner = Arc::clone(&self.inner);
         let done = tokio::task::spawn_blocking(move || {
-            inner.db.pause_and_close(|conn| {
+            inner.db.close_for_pause(token, |conn| {
                 // Every lease still registered, including one whose `release` is queued
                 // behind this closure (it would find the database paused): the conditional
                 // UPDATE frees only rows that are still ours.
@@ -300,7 +307,7 @@ impl Coordinator {
                         tracing::debug!(error = %e, "releasing a lease on pause failed; it will expire");
                     }
                 }
-            });
+            })
         })
         .await;
         if let Err(e) = done {
@@ -308,9 +315,11 @@ impl Coordinator {
         }
     }
 
-    /// Allows the database to be used again; the next call reopens the connection.
+    /// Allows the database to be used again; the next call reopens the connection. Ends
+    /// every pause entered before this call, including one whose blocking part has not run
+    /// yet. Does not touch persisted state.
     pub fn resume(&self) {
-        self.inner.db.set_paused(false);
+        self.inner.db.resume();
     }
 
     /// Whether the SQLite connection is open now (it is closed by `pause` and reopened on

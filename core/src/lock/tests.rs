@@ -768,3 +768,38 @@ fn renewal_survives_a_coordinator_moving_to_another_runtime() {
         lease.release().await.unwrap();
     });
 }
+
+/// `resume()` called after `pause()` was entered wins, even when the blocking part of the
+/// pause runs later (here: the only blocking thread is busy until after `resume`).
+#[test]
+fn resume_after_an_entered_pause_wins_over_its_late_blocking_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = open(&path, config(30_000, 10_000));
+        let b = open(&path, config(30_000, 10_000));
+        let held = a.acquire(ACC, "a").await.unwrap();
+        // Occupy the single blocking thread so the pause's blocking part is queued.
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::task::spawn_blocking(move || gate_rx.recv().ok());
+        let mut pause = Box::pin(a.pause());
+        assert!(futures::poll!(pause.as_mut()).is_pending());
+        assert!(a.is_paused(), "pause takes effect when it is entered");
+        a.resume();
+        gate_tx.send(()).unwrap();
+        busy.await.unwrap();
+        pause.await;
+        assert!(!a.is_paused(), "a resume after the pause was entered must win");
+        assert_eq!(a.generation(ACC).await.unwrap(), None);
+        // The pause was overtaken: the lease held before it is kept, not released.
+        assert!(!held.is_lost());
+        assert!(b.try_acquire(ACC, "b").await.unwrap().is_none());
+        held.release().await.unwrap();
+        a.acquire(ACC, "a").await.unwrap().release().await.unwrap();
+    });
+}
