@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::db::Db;
 use super::lease::{self, Handoff, Lease, LeaseShared};
-use crate::clock::Clock;
+use crate::clock::{Clock, Stamp};
 use crate::error::{Error, Result};
 
 /// Timings of the lease lock. The defaults suit a refresh that makes one HTTP request.
@@ -88,6 +88,11 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_millis()
+    }
+
+    /// Both clocks now.
+    pub(crate) fn now_stamp(&self) -> Stamp {
+        self.clock.stamp()
     }
 
     pub(crate) fn lease_ms(&self) -> i64 {
@@ -165,6 +170,14 @@ impl Coordinator {
     /// The database file.
     pub fn path(&self) -> &Path {
         self.inner.db.path()
+    }
+
+    /// Both clocks now, as this coordinator's [`Clock`] reads them: compare with recorded
+    /// stamps such as [`JournalEntry::updated`](super::JournalEntry::updated) through
+    /// [`Stamp::age`] / [`JournalEntry::age`](super::JournalEntry::age), which use the boot
+    /// clock within one boot and so ignore wall-clock jumps. Touches nothing.
+    pub fn now_stamp(&self) -> Stamp {
+        self.inner.now_stamp()
     }
 
     /// The timings in use.
@@ -257,16 +270,16 @@ impl Coordinator {
         let holder = holder.to_owned();
         let task = tokio::task::spawn_blocking(move || {
             inner.db.with(|conn| {
-                let now = inner.now_ms();
+                let now = inner.now_stamp();
                 if peek {
                     if let Some(row) = lease::peek(conn, &account)? {
-                        if !row.acquirable_by(&holder, now) {
+                        if !row.acquirable_by(&holder, &now) {
                             return Ok(None);
                         }
                     }
                 }
-                let expires = now.saturating_add(inner.lease_ms());
-                let Some(fence) = lease::try_take(conn, &account, &holder, now, expires)? else {
+                let expires = now.after_millis(inner.lease_ms());
+                let Some(fence) = lease::try_take(conn, &account, &holder, &now, &expires)? else {
                     return Ok(None);
                 };
                 let shared = Arc::new(LeaseShared::new(account, holder, fence));

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 ///
 /// Migrations are additive only (new tables, new nullable columns), so a process of an
 /// older release that opens a file of a newer version keeps working on the tables it knows.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS lease (
@@ -43,6 +43,20 @@ CREATE TABLE IF NOT EXISTS journal (
     started_at_ms   INTEGER NOT NULL,
     updated_at_ms   INTEGER NOT NULL
 );
+";
+
+/// Version 2: the boot clock next to the wall clock (`docs/adr/0005-clock.md`). Each boot
+/// stamp is valid only while its `boot_fence` equals the row's `fence`: a release that
+/// predates these columns leaves them alone when it takes a row over, and the bumped fence
+/// then marks them stale.
+const SCHEMA_V2: &str = "
+ALTER TABLE lease ADD COLUMN boot_id TEXT;               -- boot of the expiry below
+ALTER TABLE lease ADD COLUMN boot_expires_ms INTEGER;    -- expiry on that boot's clock
+ALTER TABLE lease ADD COLUMN boot_fence INTEGER;         -- fence the two were written for
+ALTER TABLE journal ADD COLUMN boot_id TEXT;             -- boot of the two times below
+ALTER TABLE journal ADD COLUMN started_boot_ms INTEGER;
+ALTER TABLE journal ADD COLUMN updated_boot_ms INTEGER;
+ALTER TABLE journal ADD COLUMN boot_fence INTEGER;       -- fence the three were written for
 ";
 
 /// The shared database file and this process's connection to it (opened on demand).
@@ -214,6 +228,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 {
         tx.execute_batch(SCHEMA_V1)?;
+    }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
