@@ -82,9 +82,8 @@ fn clock_millis() -> Option<i64> {
 fn timespec_millis(read: rustix::io::Result<rustix::time::Timespec>) -> Option<i64> {
     match read {
         Ok(ts) => {
-            let secs = i64::try_from(ts.tv_sec).ok()?;
-            let nanos = i64::try_from(ts.tv_nsec).ok()?;
-            secs.checked_mul(1000)?.checked_add(nanos / 1_000_000)
+            // rustix's `Timespec` has `i64` fields on every platform.
+            ts.tv_sec.checked_mul(1000)?.checked_add(ts.tv_nsec / 1_000_000)
         }
         Err(e) => {
             tracing::debug!(error = %e, "boot clock unreadable; leases fall back to the wall clock");

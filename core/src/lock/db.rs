@@ -118,7 +118,7 @@ impl Db {
 
     /// Whether later calls fail with "paused".
     pub(crate) fn is_paused(&self) -> bool {
-        self.pause_epoch.load(Ordering::SeqCst) % 2 == 1
+        !self.pause_epoch.load(Ordering::SeqCst).is_multiple_of(2)
     }
 
     /// Pauses now (later calls fail) and returns the pause's token. Already paused: the
@@ -127,10 +127,10 @@ impl Db {
         let previous = self
             .pause_epoch
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |e| {
-                (e % 2 == 0).then_some(e.wrapping_add(1))
+                (e.is_multiple_of(2)).then_some(e.wrapping_add(1))
             })
             .unwrap_or_else(|current| current);
-        PauseToken(if previous % 2 == 0 { previous.wrapping_add(1) } else { previous })
+        PauseToken(if previous.is_multiple_of(2) { previous.wrapping_add(1) } else { previous })
     }
 
     /// Ends any pause: every pause entered before this call is over, and the blocking part
@@ -138,7 +138,7 @@ impl Db {
     pub(crate) fn resume(&self) {
         // An `Err` means "not paused", which leaves nothing to do.
         let _ = self.pause_epoch.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |e| {
-            (e % 2 == 1).then_some(e.wrapping_add(1))
+            (!e.is_multiple_of(2)).then_some(e.wrapping_add(1))
         });
     }
 
