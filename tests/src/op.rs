@@ -32,6 +32,11 @@ use crate::HarnessError;
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often the start-up checks whether the provider process exited.
 const START_POLL: Duration = Duration::from_millis(100);
+/// A provider that has not printed its ready line and used no CPU time for this long is
+/// stuck, not slow (Linux, where /proc tells): it is killed and the start fails (and is
+/// retried) instead of waiting for [`DEFAULT_START_TIMEOUT`]. A loaded machine slows a
+/// process down; it does not keep it from being scheduled for a minute.
+const START_STALL: Duration = Duration::from_secs(60);
 /// Set (non-empty, not `0`) by scripts/test.sh after its `npm ci`: test binaries then never
 /// run npm themselves and fail with [`HarnessError::NpmNotInstalled`] if node_modules is not
 /// current.
@@ -350,9 +355,8 @@ impl TestProvider {
         if let Some(secs) = options.reuse_interval_secs {
             cmd.arg("--reuse-interval").arg(secs.to_string());
         }
-        let started =
-            launch(cmd, &format!("node server.js in {}", dir.display()), options.start_timeout)
-                .await?;
+        let what = format!("node server.js in {}", dir.display());
+        let started = launch(cmd, &what, options.start_timeout, START_STALL).await?;
         let mut provider = TestProvider {
             child: started.child,
             stdin: started.stdin,
@@ -538,8 +542,14 @@ struct Started {
 
 /// Spawns `cmd` with piped stdio and waits for its first stdout line as long as it lives,
 /// at most `timeout`. Fails at once (with the child killed, reaped, and its stderr tail)
-/// when the child exits or closes stdout first, or when `timeout` passes.
-async fn launch(mut cmd: Command, what: &str, timeout: Duration) -> Result<Started, HarnessError> {
+/// when the child exits or closes stdout first, when it used no CPU time for `stall`
+/// (Linux only), or when `timeout` passes.
+async fn launch(
+    mut cmd: Command,
+    what: &str,
+    timeout: Duration,
+    stall: Duration,
+) -> Result<Started, HarnessError> {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| HarnessError::io(format!("spawning {what}"), e))?;
     let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -565,6 +575,8 @@ async fn launch(mut cmd: Command, what: &str, timeout: Duration) -> Result<Start
     }
     let stdin = child.stdin.take();
     let started = Instant::now();
+    let pid = child.id();
+    let mut progress = (proc_stat(pid).map(|p| p.cpu_ticks), Instant::now());
     let fail = |mut child: Child, pump: Option<JoinHandle<()>>, reason: String| {
         let _ = child.kill();
         let _ = child.wait();
@@ -593,11 +605,55 @@ async fn launch(mut cmd: Command, what: &str, timeout: Duration) -> Result<Start
             let reason = format!("{what} exited before its ready line ({status})");
             return Err(fail(child, stderr_pump, reason));
         }
+        let stat = proc_stat(pid);
+        if let Some(stat) = &stat {
+            if progress.0 != Some(stat.cpu_ticks) {
+                progress = (Some(stat.cpu_ticks), Instant::now());
+            } else if progress.1.elapsed() >= stall {
+                let reason = format!(
+                    "{what} printed no ready line and used no CPU time for {stall:?} (stuck; {})",
+                    stat.describe()
+                );
+                return Err(fail(child, stderr_pump, reason));
+            }
+        }
         if started.elapsed() >= timeout {
-            let reason = format!("{what} printed no ready line within {timeout:?} (still running)");
+            let state = stat.map(|s| format!("; {}", s.describe())).unwrap_or_default();
+            let reason =
+                format!("{what} printed no ready line within {timeout:?} (still running{state})");
             return Err(fail(child, stderr_pump, reason));
         }
     }
+}
+
+/// What /proc says about a process: scheduler state and CPU time used.
+struct ProcStat {
+    state: char,
+    cpu_ticks: u64,
+    wchan: String,
+}
+
+impl ProcStat {
+    fn describe(&self) -> String {
+        format!(
+            "process state {}, {} CPU ticks, waiting in {:?}",
+            self.state, self.cpu_ticks, self.wchan
+        )
+    }
+}
+
+/// `/proc/PID/stat` (state, utime + stime) and `/proc/PID/wchan`; `None` where there is no
+/// /proc or the process is gone.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    Some(ProcStat { state, cpu_ticks: utime + stime, wchan })
 }
 
 /// Waits up to `max` for `child` to exit; its status, or "still running".
@@ -785,6 +841,7 @@ mod tests {
             sh("echo 'Error: Cannot find module oidc-provider' >&2; exit 3"),
             "fake provider",
             Duration::from_secs(300),
+            START_STALL,
         )
         .await;
         let (reason, stderr) = start_failure(result);
@@ -801,6 +858,7 @@ mod tests {
             sh("sleep 4 & echo 'listen EADDRINUSE' >&2; exit 5"),
             "fake provider",
             Duration::from_secs(300),
+            START_STALL,
         )
         .await;
         let (reason, stderr) = start_failure(result);
@@ -818,6 +876,7 @@ mod tests {
             sh("sleep 1; echo '{\"ready\":true}'; cat >/dev/null"),
             "slow provider",
             Duration::from_secs(300),
+            START_STALL,
         )
         .await
         .unwrap();
@@ -829,14 +888,34 @@ mod tests {
         let t = Instant::now();
         let (reason, _) = start_failure(
             launch(
-                sh("echo starting >&2; exec sleep 30"),
-                "silent provider",
+                sh("echo starting >&2; while :; do :; done"),
+                "busy provider",
                 Duration::from_millis(500),
+                START_STALL,
             )
             .await,
         );
         assert!(reason.contains("no ready line") && reason.contains("still running"), "{reason}");
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Alive but blocked for good (no CPU time used): reported as stuck long before the cap.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_child_that_uses_no_cpu_without_a_ready_line_is_reported_stuck() {
+        let t = Instant::now();
+        let (reason, stderr) = start_failure(
+            launch(
+                sh("echo 'loading' >&2; exec sleep 30"),
+                "stuck provider",
+                Duration::from_secs(300),
+                Duration::from_millis(800),
+            )
+            .await,
+        );
+        assert!(reason.contains("stuck") && reason.contains("process state S"), "{reason}");
+        assert!(stderr.contains("loading"), "{stderr}");
+        assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
     }
 
     #[test]
