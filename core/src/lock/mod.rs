@@ -16,7 +16,14 @@
 //!
 //! Token values are never stored: only hashes the caller computes.
 //!
-//! Decisions and timings: `docs/adr/0001-lease-lock.md`, `docs/adr/0002-generations-and-journal.md`.
+//! Lease expiry and journal times are recorded on the wall clock and on the boot clock
+//! ([`Stamp`](crate::clock::Stamp)): within one boot the boot clock decides, so setting the
+//! wall clock changes nothing; a row of an earlier boot is dead; a row without a boot stamp
+//! (schema 1) is judged by the wall clock. Ask [`Coordinator::now_stamp`] and
+//! [`JournalEntry::age`] rather than comparing wall times.
+//!
+//! Decisions and timings: `docs/adr/0001-lease-lock.md`, `docs/adr/0002-generations-and-journal.md`,
+//! `docs/adr/0005-clock.md`.
 //! Measurements: `BENCHMARKS.md` (`scripts/bench.sh`).
 
 mod coordinator;
