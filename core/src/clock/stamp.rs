@@ -68,6 +68,19 @@ impl Stamp {
         }
     }
 
+    /// How long until the deadline `self` is over at `now`, by the same rules as
+    /// [`Stamp::has_passed`]: zero exactly when it has passed.
+    pub fn remaining(&self, now: &Stamp) -> Duration {
+        let ms = match (&self.boot, &now.boot) {
+            (Some(deadline), Some(at)) if deadline.boot_id == at.boot_id => {
+                deadline.millis.saturating_sub(at.millis)
+            }
+            (Some(_), Some(_)) => 0,
+            _ => self.wall_ms.saturating_sub(now.wall_ms),
+        };
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    }
+
     /// The moment `ms` milliseconds after `self` on both clocks (saturating).
     pub fn after_millis(&self, ms: i64) -> Stamp {
         Stamp {
@@ -96,6 +109,8 @@ mod tests {
         assert_eq!(then.age(&now), Some(Duration::from_millis(2_000)));
         assert!(!then.after_millis(3_000).has_passed(&now));
         assert!(then.after_millis(2_000).has_passed(&now));
+        assert_eq!(then.after_millis(3_000).remaining(&now), Duration::from_millis(1_000));
+        assert_eq!(then.after_millis(2_000).remaining(&now), Duration::ZERO);
         // And backwards: the wall went back, the boot clock did not.
         let now = at(0, Some(("b1", 150)));
         assert_eq!(then.age(&now), Some(Duration::from_millis(100)));
@@ -107,6 +122,7 @@ mod tests {
         let now = at(10_001, Some(("b2", 5)));
         assert_eq!(then.age(&now), None);
         assert!(then.after_millis(3_600_000).has_passed(&now));
+        assert_eq!(then.after_millis(3_600_000).remaining(&now), Duration::ZERO);
         assert_eq!(then.same_boot(&now), Some(false));
     }
 
@@ -120,6 +136,7 @@ mod tests {
             assert_eq!(then.age(&now), Some(Duration::from_millis(3_000)));
             assert!(then.after_millis(3_000).has_passed(&now));
             assert!(!then.after_millis(3_001).has_passed(&now));
+            assert_eq!(then.after_millis(3_001).remaining(&now), Duration::from_millis(1));
             assert_eq!(then.same_boot(&now), None);
         }
         // A future moment is zero old, not negative.

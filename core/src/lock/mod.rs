@@ -6,7 +6,8 @@
 //! - a **lease** ([`Lease`]): a fenced, renewed, expiring lock that serializes refreshes.
 //!   At most one holder at a time; a holder that dies or freezes blocks the others for at
 //!   most the lease time (3 s by default); release is written at once and waiters of the
-//!   same process are woken, waiters of other processes poll the row every ~2 ms (jittered).
+//!   same process are woken, waiters of other processes poll the row: every ~1 ms at first
+//!   and after it changed hands, backing off to ~40 ms during long holds (`poll.rs`).
 //! - a **generation** ([`GenerationRecord`]): the number of the newest committed session,
 //!   moved forward only by compare-and-swap ([`Coordinator::commit`]), so no process ever
 //!   replaces a newer session with an older one, plus the session state (active, logged
@@ -31,6 +32,7 @@ mod db;
 mod generation;
 mod journal;
 mod lease;
+mod poll;
 mod renewal;
 
 #[cfg(test)]
