@@ -317,21 +317,7 @@ impl TestProvider {
                 .await
                 .map_err(|e| HarnessError::Invalid(format!("npm install task failed: {e}")))??;
         }
-        match Self::start_once(&dir, &options).await {
-            Err(HarnessError::ProviderStart { reason: first, stderr }) => {
-                eprintln!(
-                    "test provider did not start ({first}); retrying once\n--- its stderr ---\n{stderr}"
-                );
-                Self::start_once(&dir, &options).await.map_err(|e| match e {
-                    HarnessError::ProviderStart { reason, stderr } => HarnessError::ProviderStart {
-                        reason: format!("{reason} (after a first attempt that failed: {first})"),
-                        stderr,
-                    },
-                    other => other,
-                })
-            }
-            other => other,
-        }
+        retry_start_once(|| Self::start_once(&dir, &options)).await
     }
 
     async fn start_once(
@@ -528,6 +514,31 @@ impl Drop for TestProvider {
         drop(self.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Runs `start`; if it fails with [`HarnessError::ProviderStart`], runs it once more and
+/// returns that result (a second start failure names the first one too). Other errors are
+/// returned at once.
+async fn retry_start_once<T, F, Fut>(mut start: F) -> Result<T, HarnessError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, HarnessError>>,
+{
+    match start().await {
+        Err(HarnessError::ProviderStart { reason: first, stderr }) => {
+            eprintln!(
+                "test provider did not start ({first}); retrying once\n--- its stderr ---\n{stderr}"
+            );
+            start().await.map_err(|e| match e {
+                HarnessError::ProviderStart { reason, stderr } => HarnessError::ProviderStart {
+                    reason: format!("{reason} (after a first attempt that failed: {first})"),
+                    stderr,
+                },
+                other => other,
+            })
+        }
+        other => other,
     }
 }
 
@@ -916,6 +927,49 @@ mod tests {
         assert!(reason.contains("stuck") && reason.contains("process state S"), "{reason}");
         assert!(stderr.contains("loading"), "{stderr}");
         assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_is_retried_once() {
+        // First attempt exits early, the second one is ready.
+        let mut attempts = 0;
+        let started = retry_start_once(|| {
+            attempts += 1;
+            let script = if attempts == 1 {
+                "echo 'first start crashed' >&2; exit 1"
+            } else {
+                "echo '{\"ready\":true}'; cat >/dev/null"
+            };
+            launch(sh(script), "provider", Duration::from_secs(300), START_STALL)
+        })
+        .await
+        .unwrap();
+        assert_eq!(attempts, 2);
+        assert_eq!(started.first_line, r#"{"ready":true}"#);
+        let mut child = started.child;
+        drop(started.stdin);
+        child.wait().unwrap();
+
+        // Two failures: the error tells both, and there is no third attempt.
+        let mut attempts = 0;
+        let result = retry_start_once(|| {
+            attempts += 1;
+            launch(sh("exit 7"), "provider", Duration::from_secs(300), START_STALL)
+        })
+        .await;
+        let (reason, _) = start_failure(result);
+        assert_eq!(attempts, 2);
+        assert!(reason.contains("after a first attempt that failed"), "{reason}");
+
+        // Other errors are not retried.
+        let mut attempts = 0;
+        let result: Result<(), HarnessError> = retry_start_once(|| {
+            attempts += 1;
+            std::future::ready(Err(HarnessError::Invalid("bad options".into())))
+        })
+        .await;
+        assert!(matches!(result, Err(HarnessError::Invalid(_))));
+        assert_eq!(attempts, 1);
     }
 
     #[test]
