@@ -9,7 +9,8 @@
 #
 # Environment: LATCHKEY_SOAK_SECS (multi-process soak length, default 30),
 # LATCHKEY_KILL_TRIALS (SIGKILL trials, default 20), LATCHKEY_SKIP_SWIFT=1,
-# LATCHKEY_SKIP_KOTLIN=1.
+# LATCHKEY_SKIP_KOTLIN=1. The test provider's npm packages are installed once, here; test
+# binaries run with LATCHKEY_OP_NO_NPM=1 and never run npm themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +20,18 @@ only_rust=false
 step() { printf '\n==> %s\n' "$*"; }
 
 step "test provider dependencies (tests/op)"
-if [ ! -d tests/op/node_modules/oidc-provider ]; then
+# One `npm ci` per run, here: node_modules is current when its marker holds the SHA-256 of
+# package-lock.json (the check of tests/src/op.rs `installed()`, which writes the same marker
+# when it installs). LATCHKEY_OP_NO_NPM then keeps the test binaries from running npm.
+sha256_of() { if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1"; else shasum -a 256 "$1"; fi; }
+op_lock_digest=$(sha256_of tests/op/package-lock.json | cut -d' ' -f1)
+op_marker=tests/op/node_modules/.latchkey-npm-ci
+if [ ! -f tests/op/node_modules/oidc-provider/package.json ] ||
+  [ "$(cat "$op_marker" 2>/dev/null || true)" != "$op_lock_digest" ]; then
   (cd tests/op && npm ci --no-audit --no-fund --loglevel=error)
+  printf '%s' "$op_lock_digest" >"$op_marker"
 fi
+export LATCHKEY_OP_NO_NPM=1
 
 step "format and lints"
 cargo fmt --all -- --check

@@ -2,7 +2,7 @@
 //! itself for each child role).
 //!
 //! ```text
-//! cargo run --release -p latchkey --example lock_bench -- [all|handoff|storm|renewal|uncontended] [--quick]
+//! cargo run --release -p latchkey --example lock_bench -- [all|handoff|storm|renewal|uncontended|wait] [--quick]
 //! ```
 //!
 //! Prints a markdown table (and the methodology) on stdout; `scripts/bench.sh` puts it in
@@ -16,6 +16,9 @@
 //!   from the start to the last `release` returning; timeouts; overlapping holds.
 //! - renewal: a child holds a lease (default timings) for 10 s while this process counts
 //!   the commits made to the file (`PRAGMA data_version` changes, polled every 1 ms).
+//! - wait: a process waits for a lease another process holds for 3 s; its thread wake-ups
+//!   per second while waiting (voluntary + involuntary context switches of all its threads,
+//!   from /proc, Linux only) and the handoff after that long hold. Not part of `all`.
 //! - uncontended: acquire + release in one process, against a bare write transaction
 //!   (`BEGIN IMMEDIATE; UPDATE; COMMIT`) on the same kind of file, called directly and
 //!   through `spawn_blocking` as an async caller must.
@@ -66,7 +69,9 @@ fn main() -> Res<()> {
         "child-handoff" => child_handoff(&args[1..]),
         "child-storm" => child_storm(&args[1..]),
         "child-hold" => child_hold(&args[1..]),
-        "all" | "handoff" | "storm" | "renewal" | "uncontended" => parent(mode, quick),
+        "child-hold-rel" => child_hold_rel(&args[1..]),
+        "child-wait" => child_wait(&args[1..]),
+        "all" | "handoff" | "storm" | "renewal" | "uncontended" | "wait" => parent(mode, quick),
         other => Err(format!("unknown scenario `{other}`").into()),
     }
 }
@@ -155,6 +160,70 @@ fn child_hold(args: &[String]) -> Res<()> {
     })
 }
 
+/// Holds the lease `hold_ms`, then prints `REL <µs>` right before releasing it.
+fn child_hold_rel(args: &[String]) -> Res<()> {
+    let path = PathBuf::from(arg(args, 0)?);
+    let hold_ms: u64 = arg(args, 1)?.parse()?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let c = open(&path)?;
+        let lease = c.acquire(ACCOUNT, &holder()).await?;
+        println!("ACQ");
+        std::io::stdout().flush()?;
+        tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+        println!("REL {}", now_us());
+        std::io::stdout().flush()?;
+        lease.release().await?;
+        Ok(())
+    })
+}
+
+/// Context switches (voluntary + involuntary) of every thread of this process so far.
+fn context_switches() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>().ok()?;
+            }
+        }
+    }
+    Some(total)
+}
+
+/// Waits for the lease held by another process once told to start; prints
+/// `WAITED <t_acq µs> <waited ms> <context switches while waiting>`.
+fn child_wait(args: &[String]) -> Res<()> {
+    let path = PathBuf::from(arg(args, 0)?);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let c = open(&path)?;
+        c.generation(ACCOUNT).await?; // connection open and warm
+        println!("READY");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let before = context_switches();
+        let t0 = Instant::now();
+        let lease = c.acquire(ACCOUNT, &holder()).await?;
+        let t_acq = now_us();
+        let waited = t0.elapsed();
+        let after = context_switches();
+        let switches = match (before, after) {
+            (Some(b), Some(a)) => (a - b).to_string(),
+            _ => "NaN".to_string(),
+        };
+        lease.release().await?;
+        println!("WAITED {t_acq} {} {switches}", waited.as_secs_f64() * 1000.0);
+        std::io::stdout().flush()?;
+        Ok(())
+    })
+}
+
 // ----------------------------------------------------------------------------------------
 // Parent
 // ----------------------------------------------------------------------------------------
@@ -207,6 +276,9 @@ fn parent(mode: &str, quick: bool) -> Res<()> {
     }
     if matches!(mode, "all" | "renewal") {
         rows.extend(bench_renewal(dir.path(), if quick { 3_000 } else { 10_000 })?);
+    }
+    if mode == "wait" {
+        rows.extend(bench_wait(dir.path(), 3_000, if quick { 1 } else { 3 })?);
     }
     if matches!(mode, "all" | "uncontended") {
         rows.extend(bench_uncontended(dir.path(), if quick { 300 } else { 3_000 })?);
@@ -387,6 +459,71 @@ fn bench_storm(dir: &Path, rounds: usize) -> Res<Vec<Row>> {
         ));
     }
     Ok(rows)
+}
+
+fn read_line_of(reader: &mut BufReader<ChildStdout>) -> Res<Vec<String>> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    Ok(line.split_whitespace().map(str::to_owned).collect())
+}
+
+fn bench_wait(dir: &Path, hold_ms: u64, rounds: usize) -> Res<Vec<Row>> {
+    let path = dir.join("wait.sqlite");
+    drop(open(&path)?);
+    let p = path.display().to_string();
+    let (mut rates, mut handoffs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let mut holder = spawn(&["child-hold-rel", &p, &hold_ms.to_string()], false)?;
+        let mut hold_out = BufReader::new(holder.stdout.take().ok_or("no stdout")?);
+        if read_line_of(&mut hold_out)? != ["ACQ"] {
+            return Err("hold child did not acquire".into());
+        }
+        let mut waiter = spawn(&["child-wait", &p], true)?;
+        let mut wait_out = BufReader::new(waiter.stdout.take().ok_or("no stdout")?);
+        if read_line_of(&mut wait_out)? != ["READY"] {
+            return Err("wait child not ready".into());
+        }
+        writeln!(waiter.stdin.as_mut().ok_or("no stdin")?, "go")?;
+        let rel = read_line_of(&mut hold_out)?;
+        let t_rel: i64 = rel.get(1).ok_or("no REL time")?.parse()?;
+        let waited = read_line_of(&mut wait_out)?;
+        let [_, t_acq, ms, switches] = waited.as_slice() else {
+            return Err(format!("wait child said {waited:?}").into());
+        };
+        let (t_acq, ms, switches): (i64, f64, f64) =
+            (t_acq.parse()?, ms.parse()?, switches.parse().unwrap_or(f64::NAN));
+        rates.push(switches / (ms / 1000.0));
+        handoffs.push((t_acq - t_rel) as f64 / 1000.0);
+        holder.wait()?;
+        waiter.wait()?;
+    }
+    rates.sort_by(f64::total_cmp);
+    handoffs.sort_by(f64::total_cmp);
+    let scenario = format!("wait on a {:.0} s hold of another process", hold_ms as f64 / 1000.0);
+    Ok(vec![
+        row(
+            &scenario,
+            &format!("waiter's thread wake-ups per second, median of {rounds} (max)"),
+            format!(
+                "{:.0} ({:.0})",
+                percentile(&rates, 50.0),
+                rates.last().copied().unwrap_or(f64::NAN)
+            ),
+            "—",
+            "≤ 50",
+        ),
+        row(
+            &scenario,
+            "handoff after the long hold, median (max)",
+            format!(
+                "{:.2} ms ({:.2} ms)",
+                percentile(&handoffs, 50.0),
+                handoffs.last().copied().unwrap_or(f64::NAN)
+            ),
+            "—",
+            "—",
+        ),
+    ])
 }
 
 fn bench_renewal(dir: &Path, hold_ms: u64) -> Res<Vec<Row>> {

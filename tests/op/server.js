@@ -31,12 +31,15 @@ const HELP = `usage: node server.js [options]
   --id-token-ttl S          id token lifetime in seconds (default 3600)
   --refresh-token-ttl S     refresh token lifetime in seconds (default 86400)
   --clock-tolerance S       provider clock tolerance in seconds (default 0)
+  --reuse-interval S        a consumed refresh token presented again within S seconds of its
+                            first use is served (like Auth0/Okta's reuse interval) instead of
+                            being treated as reuse (default 0: never)
   --no-stdin-watch          do not exit when stdin closes
   --oauth-metadata-only     serve the metadata only at /.well-known/oauth-authorization-server
                             (RFC 8414), answering 404 for /.well-known/openid-configuration
   --parent-pid PID          exit when process PID is gone (checked every second)
 Each option can also come from the environment: OP_PORT, OP_ACCESS_TOKEN_TTL, OP_ID_TOKEN_TTL,
-OP_REFRESH_TOKEN_TTL, OP_CLOCK_TOLERANCE, OP_NO_STDIN_WATCH=1, OP_PARENT_PID.`;
+OP_REFRESH_TOKEN_TTL, OP_CLOCK_TOLERANCE, OP_REUSE_INTERVAL, OP_NO_STDIN_WATCH=1, OP_PARENT_PID.`;
 
 function parseOptions(argv, env) {
   const opts = {
@@ -45,6 +48,7 @@ function parseOptions(argv, env) {
     idTokenTtl: env.OP_ID_TOKEN_TTL,
     refreshTokenTtl: env.OP_REFRESH_TOKEN_TTL,
     clockTolerance: env.OP_CLOCK_TOLERANCE,
+    reuseInterval: env.OP_REUSE_INTERVAL,
     stdinWatch: !['1', 'true', 'yes'].includes(String(env.OP_NO_STDIN_WATCH || '').toLowerCase()),
     parentPid: env.OP_PARENT_PID,
   };
@@ -54,6 +58,7 @@ function parseOptions(argv, env) {
     '--id-token-ttl': 'idTokenTtl',
     '--refresh-token-ttl': 'refreshTokenTtl',
     '--clock-tolerance': 'clockTolerance',
+    '--reuse-interval': 'reuseInterval',
     '--parent-pid': 'parentPid',
   };
   for (let i = 0; i < argv.length; i += 1) {
@@ -94,6 +99,7 @@ function parseOptions(argv, env) {
     idTokenTtl: int('--id-token-ttl', opts.idTokenTtl, 3600, 1),
     refreshTokenTtl: int('--refresh-token-ttl', opts.refreshTokenTtl, 86400, 1),
     clockTolerance: int('--clock-tolerance', opts.clockTolerance, 0, 0),
+    reuseInterval: int('--reuse-interval', opts.reuseInterval, 0, 0),
     stdinWatch: opts.stdinWatch,
     oauthMetadataOnly: opts.oauthMetadataOnly === true,
     parentPid: int('--parent-pid', opts.parentPid, 0, 0),
@@ -112,6 +118,7 @@ const runtime = {
   accessTokenTtl: options.accessTokenTtl,
   idTokenTtl: options.idTokenTtl,
   refreshTokenTtl: options.refreshTokenTtl,
+  reuseInterval: options.reuseInterval,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -293,13 +300,15 @@ function zeroCounters() {
     backchannel_logouts: 0,
     backchannel_logout_errors: 0,
     grants_revoked: 0,
+    reuse_within_interval: 0,
   };
 }
 
 let counters = zeroCounters();
-// SHA-256 of every refresh token presented in a refresh grant the provider served successfully:
-// those tokens are consumed (rotation on every use). Not cleared by /__admin/reset.
-const consumedRefreshTokens = new Set();
+// SHA-256 of every refresh token presented in a refresh grant the provider served successfully
+// (those tokens are consumed: rotation on every use) -> when it was first served (ms). Not
+// cleared by /__admin/reset.
+const consumedRefreshTokens = new Map();
 let faults = [];
 
 const FAULT_ENDPOINTS = new Set(['token', 'userinfo', 'revocation', 'introspection', 'registration']);
@@ -735,6 +744,20 @@ async function instrumented(provider, providerCallback, req, res, endpoint) {
 
   const fault = takeFault(endpoint, grantType);
 
+  // Reuse interval: a consumed refresh token presented again soon after its first use is
+  // made presentable again, so the provider serves it from the same grant (and rotates it
+  // once more) instead of revoking the grant. Checked when the provider sees the request,
+  // i.e. after any `before` fault.
+  const reuseWithinInterval = () => {
+    if (!presentedRefresh || runtime.reuseInterval <= 0) return;
+    const firstUse = consumedRefreshTokens.get(presentedRefresh);
+    if (firstUse === undefined || Date.now() - firstUse >= runtime.reuseInterval * 1000) return;
+    const entry = liveEntry(`RefreshToken:${params.refresh_token}`);
+    if (!entry || !entry.payload.consumed) return;
+    delete entry.payload.consumed;
+    req.latchkeyReuseWithinInterval = true;
+  };
+
   if (fault && fault.when === 'before') {
     counters.faults_applied += 1;
     if (fault.kind === 'drop') {
@@ -750,6 +773,7 @@ async function instrumented(provider, providerCallback, req, res, endpoint) {
     if (!stillThere) return undefined;
   }
 
+  reuseWithinInterval();
   const originalEnd = res.end;
   res.end = function interceptedEnd(chunk, encoding, callback) {
     res.end = originalEnd;
@@ -781,7 +805,10 @@ function count(endpoint, grantType, presentedRefresh, req, status, chunk) {
     if (status === 200) {
       if (grantType === 'refresh_token') {
         counters.refresh_grants += 1;
-        if (presentedRefresh) consumedRefreshTokens.add(presentedRefresh);
+        if (req.latchkeyReuseWithinInterval) counters.reuse_within_interval += 1;
+        if (presentedRefresh && !consumedRefreshTokens.has(presentedRefresh)) {
+          consumedRefreshTokens.set(presentedRefresh, Date.now());
+        }
       } else if (grantType === 'authorization_code') {
         counters.code_grants += 1;
       }
@@ -859,11 +886,15 @@ async function admin(provider, req, res, pathname) {
         access_token_ttl: 'accessTokenTtl',
         id_token_ttl: 'idTokenTtl',
         refresh_token_ttl: 'refreshTokenTtl',
+        reuse_interval: 'reuseInterval',
       };
+      // The lifetimes must be >= 1; the reuse interval may be 0 (off).
+      const minimum = { reuse_interval: 0 };
       for (const [name, value] of Object.entries(input)) {
         if (!map[name]) return sendJson(res, 400, { error: 'invalid_config', error_description: `unknown key ${name}` });
-        if (!Number.isInteger(value) || value < 1) {
-          return sendJson(res, 400, { error: 'invalid_config', error_description: `${name} must be an integer >= 1` });
+        const min = minimum[name] ?? 1;
+        if (!Number.isInteger(value) || value < min) {
+          return sendJson(res, 400, { error: 'invalid_config', error_description: `${name} must be an integer >= ${min}` });
         }
       }
       for (const [name, value] of Object.entries(input)) runtime[map[name]] = value;
@@ -873,6 +904,7 @@ async function admin(provider, req, res, pathname) {
         access_token_ttl: runtime.accessTokenTtl,
         id_token_ttl: runtime.idTokenTtl,
         refresh_token_ttl: runtime.refreshTokenTtl,
+        reuse_interval: runtime.reuseInterval,
         clock_tolerance: options.clockTolerance,
       });
     }

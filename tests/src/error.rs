@@ -23,10 +23,17 @@ pub enum HarnessError {
         /// Tail of its output.
         output: String,
     },
+    /// node_modules of tests/op does not match package-lock.json and `LATCHKEY_OP_NO_NPM`
+    /// forbids installing it here (scripts/test.sh installs it once per run).
+    #[error(
+        "node_modules in {0} does not match package-lock.json and LATCHKEY_OP_NO_NPM is set: run `npm ci` there (scripts/test.sh does)"
+    )]
+    NpmNotInstalled(PathBuf),
     /// Another process held the npm install lock for too long.
     #[error("timed out waiting for another `npm ci` in {0} (lock file)")]
     NpmLockTimeout(PathBuf),
-    /// The provider did not print its ready line in time, or exited first.
+    /// The provider exited (or closed stdout) before its ready line, printed a bad one, or
+    /// printed none within the start timeout while alive; after one retry.
     #[error("test provider did not start: {reason}\n--- provider stderr (tail) ---\n{stderr}")]
     ProviderStart {
         /// Why.

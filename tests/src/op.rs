@@ -17,6 +17,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,22 @@ use sha2::{Digest, Sha256};
 
 use crate::HarnessError;
 
-/// How long [`TestProvider::start`] waits for the ready line by default.
-pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
+/// The longest [`TestProvider::start`] waits for the ready line by default, while the
+/// provider process is alive (it fails at once when the process exits). Generous on
+/// purpose: a loaded machine can take minutes to start node; a provider that is alive is
+/// given that time instead of being declared failed.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often the start-up checks whether the provider process exited.
+const START_POLL: Duration = Duration::from_millis(100);
+/// A provider that has not printed its ready line and used no CPU time for this long is
+/// stuck, not slow (Linux, where /proc tells): it is killed and the start fails (and is
+/// retried) instead of waiting for [`DEFAULT_START_TIMEOUT`]. A loaded machine slows a
+/// process down; it does not keep it from being scheduled for a minute.
+const START_STALL: Duration = Duration::from_secs(60);
+/// Set (non-empty, not `0`) by scripts/test.sh after its `npm ci`: test binaries then never
+/// run npm themselves and fail with [`HarnessError::NpmNotInstalled`] if node_modules is not
+/// current.
+pub const NO_NPM_ENV: &str = "LATCHKEY_OP_NO_NPM";
 /// Longest wait for another process's `npm ci` (lock file) and for `npm ci` itself.
 const NPM_TIMEOUT: Duration = Duration::from_secs(300);
 /// A lock file older than this is considered abandoned.
@@ -49,10 +64,16 @@ pub struct ProviderOptions {
     pub id_token_ttl_secs: u64,
     /// Fixed port on 127.0.0.1; `None` (default) picks a free one.
     pub port: Option<u16>,
-    /// How long to wait for the ready line. Default 90 s.
+    /// The longest wait for the ready line while the provider process is alive (see
+    /// [`DEFAULT_START_TIMEOUT`], 300 s). A process that exits fails the start at once.
     pub start_timeout: Duration,
     /// Serve the metadata only at the RFC 8414 location (`--oauth-metadata-only`).
     pub oauth_metadata_only: bool,
+    /// Refresh-token reuse interval (`--reuse-interval`): a consumed refresh token
+    /// presented again within this many seconds of its first use is served (new tokens
+    /// from the same grant) instead of being treated as reuse, like Auth0's and Okta's
+    /// reuse interval. `None` (default): no interval, every reuse revokes the grant.
+    pub reuse_interval_secs: Option<u64>,
 }
 
 impl Default for ProviderOptions {
@@ -65,6 +86,7 @@ impl Default for ProviderOptions {
             port: None,
             start_timeout: DEFAULT_START_TIMEOUT,
             oauth_metadata_only: false,
+            reuse_interval_secs: None,
         }
     }
 }
@@ -99,6 +121,11 @@ pub struct Counters {
     /// Grants revoked by the provider (reuse detection, revocation, logout, admin).
     #[serde(default)]
     pub grants_revoked: u64,
+    /// refresh_token grants served for an already consumed refresh token because it came
+    /// back within the reuse interval (also counted in `refresh_grants`, not in
+    /// `reuse_detections`).
+    #[serde(default)]
+    pub reuse_within_interval: u64,
 }
 
 impl Counters {
@@ -260,6 +287,7 @@ pub struct TestProvider {
     admin: String,
     http: reqwest::Client,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_pump: Option<JoinHandle<()>>,
 }
 
 /// The directory holding server.js and package.json: `$LATCHKEY_OP_DIR` or
@@ -276,8 +304,10 @@ fn program(var: &str, default: &str) -> String {
 }
 
 impl TestProvider {
-    /// Installs the provider's npm dependencies if needed, starts it and waits for its ready
-    /// line.
+    /// Installs the provider's npm dependencies if needed (unless [`NO_NPM_ENV`] is set),
+    /// starts it and waits for its ready line: as long as the process lives, up to
+    /// `options.start_timeout`; a process that exits fails at once, with its stderr. A
+    /// failed start is retried once (with a fresh port unless `options.port` is fixed).
     pub async fn start(options: ProviderOptions) -> Result<TestProvider, HarnessError> {
         crate::install_crypto_provider();
         let dir = op_dir();
@@ -287,7 +317,13 @@ impl TestProvider {
                 .await
                 .map_err(|e| HarnessError::Invalid(format!("npm install task failed: {e}")))??;
         }
+        retry_start_once(|| Self::start_once(&dir, &options)).await
+    }
 
+    async fn start_once(
+        dir: &Path,
+        options: &ProviderOptions,
+    ) -> Result<TestProvider, HarnessError> {
         let mut cmd = Command::new(program("LATCHKEY_NODE", "node"));
         cmd.arg("server.js")
             .arg("--access-token-ttl")
@@ -301,58 +337,22 @@ impl TestProvider {
             .arg("--port")
             .arg(options.port.unwrap_or(0).to_string())
             .args(options.oauth_metadata_only.then_some("--oauth-metadata-only"))
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            HarnessError::io(format!("spawning node server.js in {}", dir.display()), e)
-        })?;
-
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let echo = std::env::var_os("LATCHKEY_OP_LOG").is_some_and(|v| !v.is_empty() && v != "0");
-        if let Some(stderr) = child.stderr.take() {
-            let tail = Arc::clone(&stderr_tail);
-            std::thread::spawn(move || pump_lines(stderr, &tail, echo));
+            .current_dir(dir);
+        if let Some(secs) = options.reuse_interval_secs {
+            cmd.arg("--reuse-interval").arg(secs.to_string());
         }
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Option<String>>();
-        if let Some(stdout) = child.stdout.take() {
-            let tail = Arc::clone(&stderr_tail);
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stdout);
-                let mut line = String::new();
-                let first = match reader.read_line(&mut line) {
-                    Ok(n) if n > 0 => Some(line.trim().to_string()),
-                    _ => None,
-                };
-                let _ = ready_tx.send(first);
-                // Keep draining so the provider never blocks on a full pipe.
-                pump_lines(reader, &tail, echo);
-            });
-        }
-        let stdin = child.stdin.take();
-
+        let what = format!("node server.js in {}", dir.display());
+        let started = launch(cmd, &what, options.start_timeout, START_STALL).await?;
         let mut provider = TestProvider {
-            child,
-            stdin,
+            child: started.child,
+            stdin: started.stdin,
             issuer: String::new(),
             admin: String::new(),
             http: crate::loopback_client(Duration::from_secs(30))?,
-            stderr_tail,
+            stderr_tail: started.stderr_tail,
+            stderr_pump: started.stderr_pump,
         };
-
-        let first = match tokio::time::timeout(options.start_timeout, ready_rx).await {
-            Ok(Ok(Some(line))) => line,
-            Ok(_) => {
-                // stdout closed: the provider exited. Give stderr a moment to be collected.
-                let status = provider.wait_exit(Duration::from_secs(2));
-                return Err(provider.start_error(format!("exited before ready ({status})")));
-            }
-            Err(_) => {
-                return Err(provider
-                    .start_error(format!("no ready line within {:?}", options.start_timeout)))
-            }
-        };
+        let first = started.first_line;
         let ready: ReadyLine = serde_json::from_str(&first)
             .map_err(|e| provider.start_error(format!("bad ready line {first:?}: {e}")))?;
         if !ready.ready {
@@ -363,28 +363,10 @@ impl TestProvider {
         Ok(provider)
     }
 
-    fn wait_exit(&mut self, max: Duration) -> String {
-        let deadline = Instant::now() + max;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    // Let the stderr pump catch the last lines.
-                    std::thread::sleep(Duration::from_millis(50));
-                    return status.to_string();
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Ok(None) => return "still running".to_string(),
-                Err(e) => return format!("wait failed: {e}"),
-            }
-        }
-    }
-
     fn start_error(&mut self, reason: String) -> HarnessError {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(50));
+        wait_for_pump(self.stderr_pump.as_ref());
         HarnessError::ProviderStart { reason, stderr: self.stderr_tail() }
     }
 
@@ -494,6 +476,13 @@ impl TestProvider {
         self.set_config("refresh_token_ttl", secs).await
     }
 
+    /// Refresh-token reuse interval from now on (`0`: off): a consumed refresh token
+    /// presented again within `secs` of its first use is served instead of revoking the
+    /// grant. Counted in [`Counters::reuse_within_interval`].
+    pub async fn set_reuse_interval(&self, secs: u64) -> Result<(), HarnessError> {
+        self.set_config("reuse_interval", secs).await
+    }
+
     /// Lifetime of ID tokens issued from now on.
     pub async fn set_id_token_ttl(&self, secs: u64) -> Result<(), HarnessError> {
         self.set_config("id_token_ttl", secs).await
@@ -525,6 +514,178 @@ impl Drop for TestProvider {
         drop(self.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Runs `start`; if it fails with [`HarnessError::ProviderStart`], runs it once more and
+/// returns that result (a second start failure names the first one too). Other errors are
+/// returned at once.
+async fn retry_start_once<T, F, Fut>(mut start: F) -> Result<T, HarnessError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, HarnessError>>,
+{
+    match start().await {
+        Err(HarnessError::ProviderStart { reason: first, stderr }) => {
+            eprintln!(
+                "test provider did not start ({first}); retrying once\n--- its stderr ---\n{stderr}"
+            );
+            start().await.map_err(|e| match e {
+                HarnessError::ProviderStart { reason, stderr } => HarnessError::ProviderStart {
+                    reason: format!("{reason} (after a first attempt that failed: {first})"),
+                    stderr,
+                },
+                other => other,
+            })
+        }
+        other => other,
+    }
+}
+
+/// A spawned child that printed its first stdout line.
+struct Started {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    first_line: String,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_pump: Option<JoinHandle<()>>,
+}
+
+/// Spawns `cmd` with piped stdio and waits for its first stdout line as long as it lives,
+/// at most `timeout`. Fails at once (with the child killed, reaped, and its stderr tail)
+/// when the child exits or closes stdout first, when it used no CPU time for `stall`
+/// (Linux only), or when `timeout` passes.
+async fn launch(
+    mut cmd: Command,
+    what: &str,
+    timeout: Duration,
+    stall: Duration,
+) -> Result<Started, HarnessError> {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| HarnessError::io(format!("spawning {what}"), e))?;
+    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+    let echo = std::env::var_os("LATCHKEY_OP_LOG").is_some_and(|v| !v.is_empty() && v != "0");
+    let stderr_pump = child.stderr.take().map(|stderr| {
+        let tail = Arc::clone(&stderr_tail);
+        std::thread::spawn(move || pump_lines(stderr, &tail, echo))
+    });
+    let (ready_tx, mut ready_rx) = tokio::sync::oneshot::channel::<Option<String>>();
+    if let Some(stdout) = child.stdout.take() {
+        let tail = Arc::clone(&stderr_tail);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let first = match reader.read_line(&mut line) {
+                Ok(n) if n > 0 => Some(line.trim().to_string()),
+                _ => None,
+            };
+            let _ = ready_tx.send(first);
+            // Keep draining so the child never blocks on a full pipe.
+            pump_lines(reader, &tail, echo);
+        });
+    }
+    let stdin = child.stdin.take();
+    let started = Instant::now();
+    let pid = child.id();
+    let mut progress = (proc_stat(pid).map(|p| p.cpu_ticks), Instant::now());
+    let fail = |mut child: Child, pump: Option<JoinHandle<()>>, reason: String| {
+        let _ = child.kill();
+        let _ = child.wait();
+        wait_for_pump(pump.as_ref());
+        let tail = stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        let stderr = tail.iter().cloned().collect::<Vec<_>>().join("\n");
+        HarnessError::ProviderStart { reason, stderr }
+    };
+    loop {
+        match tokio::time::timeout(START_POLL, &mut ready_rx).await {
+            Ok(Ok(Some(first_line))) => {
+                return Ok(Started { child, stdin, first_line, stderr_tail, stderr_pump })
+            }
+            Ok(_) => {
+                // stdout closed without a line: the child is exiting (or closed it itself).
+                let status = wait_exit(&mut child, Duration::from_secs(2));
+                let reason = format!("{what} closed stdout before its ready line ({status})");
+                return Err(fail(child, stderr_pump, reason));
+            }
+            Err(_) => {}
+        }
+        // Still no line: fail at once if the child is gone (a child of it may hold stdout).
+        if let Ok(Some(status)) = child.try_wait() {
+            // A line written just before exiting still counts as an exit first: the
+            // provider is not running.
+            let reason = format!("{what} exited before its ready line ({status})");
+            return Err(fail(child, stderr_pump, reason));
+        }
+        let stat = proc_stat(pid);
+        if let Some(stat) = &stat {
+            if progress.0 != Some(stat.cpu_ticks) {
+                progress = (Some(stat.cpu_ticks), Instant::now());
+            } else if progress.1.elapsed() >= stall {
+                let reason = format!(
+                    "{what} printed no ready line and used no CPU time for {stall:?} (stuck; {})",
+                    stat.describe()
+                );
+                return Err(fail(child, stderr_pump, reason));
+            }
+        }
+        if started.elapsed() >= timeout {
+            let state = stat.map(|s| format!("; {}", s.describe())).unwrap_or_default();
+            let reason =
+                format!("{what} printed no ready line within {timeout:?} (still running{state})");
+            return Err(fail(child, stderr_pump, reason));
+        }
+    }
+}
+
+/// What /proc says about a process: scheduler state and CPU time used.
+struct ProcStat {
+    state: char,
+    cpu_ticks: u64,
+    wchan: String,
+}
+
+impl ProcStat {
+    fn describe(&self) -> String {
+        format!(
+            "process state {}, {} CPU ticks, waiting in {:?}",
+            self.state, self.cpu_ticks, self.wchan
+        )
+    }
+}
+
+/// `/proc/PID/stat` (state, utime + stime) and `/proc/PID/wchan`; `None` where there is no
+/// /proc or the process is gone.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    Some(ProcStat { state, cpu_ticks: utime + stime, wchan })
+}
+
+/// Waits up to `max` for `child` to exit; its status, or "still running".
+fn wait_exit(child: &mut Child, max: Duration) -> String {
+    let deadline = Instant::now() + max;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.to_string(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => return "still running".to_string(),
+            Err(e) => return format!("wait failed: {e}"),
+        }
+    }
+}
+
+/// Lets the stderr pump collect the last lines of an exited child (bounded: a grandchild may
+/// keep the pipe open).
+fn wait_for_pump(pump: Option<&JoinHandle<()>>) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while pump.is_some_and(|p| !p.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -574,6 +735,9 @@ pub fn ensure_node_modules(dir: &Path) -> Result<(), HarnessError> {
     let digest = lockfile_digest(dir)?;
     if installed(dir, &digest) {
         return Ok(());
+    }
+    if std::env::var_os(NO_NPM_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        return Err(HarnessError::NpmNotInstalled(dir.to_path_buf()));
     }
     let _guard = NPM_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
     let lock_path = dir.join(NPM_LOCK);
@@ -660,4 +824,179 @@ fn run_npm_ci(dir: &Path, digest: &str) -> Result<(), HarnessError> {
     std::fs::write(&marker, digest)
         .map_err(|e| HarnessError::io(format!("writing {}", marker.display()), e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    fn start_failure(result: Result<Started, HarnessError>) -> (String, String) {
+        match result {
+            Err(HarnessError::ProviderStart { reason, stderr }) => (reason, stderr),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(started) => panic!("started: {:?}", started.first_line),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_child_exiting_before_its_ready_line_is_reported_at_once_with_its_stderr() {
+        let t = Instant::now();
+        let result = launch(
+            sh("echo 'Error: Cannot find module oidc-provider' >&2; exit 3"),
+            "fake provider",
+            Duration::from_secs(300),
+            START_STALL,
+        )
+        .await;
+        let (reason, stderr) = start_failure(result);
+        assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+        assert!(reason.contains("exit status: 3"), "{reason}");
+        assert!(stderr.contains("Cannot find module oidc-provider"), "{stderr}");
+    }
+
+    /// A child of the child keeps stdout open, so no end-of-file tells us: the exit must.
+    #[tokio::test]
+    async fn a_child_exiting_while_its_stdout_stays_open_is_reported_at_once() {
+        let t = Instant::now();
+        let result = launch(
+            sh("sleep 4 & echo 'listen EADDRINUSE' >&2; exit 5"),
+            "fake provider",
+            Duration::from_secs(300),
+            START_STALL,
+        )
+        .await;
+        let (reason, stderr) = start_failure(result);
+        assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+        assert!(
+            reason.contains("exited before its ready line") && reason.contains('5'),
+            "{reason}"
+        );
+        assert!(stderr.contains("EADDRINUSE"), "{stderr}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_child_is_waited_for_and_a_silent_one_times_out() {
+        let started = launch(
+            sh("sleep 1; echo '{\"ready\":true}'; cat >/dev/null"),
+            "slow provider",
+            Duration::from_secs(300),
+            START_STALL,
+        )
+        .await
+        .unwrap();
+        assert_eq!(started.first_line, r#"{"ready":true}"#);
+        let mut child = started.child;
+        drop(started.stdin); // its `cat` ends
+        assert!(child.wait().unwrap().success());
+
+        let t = Instant::now();
+        let (reason, _) = start_failure(
+            launch(
+                sh("echo starting >&2; while :; do :; done"),
+                "busy provider",
+                Duration::from_millis(500),
+                START_STALL,
+            )
+            .await,
+        );
+        assert!(reason.contains("no ready line") && reason.contains("still running"), "{reason}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Alive but blocked for good (no CPU time used): reported as stuck long before the cap.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_child_that_uses_no_cpu_without_a_ready_line_is_reported_stuck() {
+        let t = Instant::now();
+        let (reason, stderr) = start_failure(
+            launch(
+                sh("echo 'loading' >&2; exec sleep 30"),
+                "stuck provider",
+                Duration::from_secs(300),
+                Duration::from_millis(800),
+            )
+            .await,
+        );
+        assert!(reason.contains("stuck") && reason.contains("process state S"), "{reason}");
+        assert!(stderr.contains("loading"), "{stderr}");
+        assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_is_retried_once() {
+        // First attempt exits early, the second one is ready.
+        let mut attempts = 0;
+        let started = retry_start_once(|| {
+            attempts += 1;
+            let script = if attempts == 1 {
+                "echo 'first start crashed' >&2; exit 1"
+            } else {
+                "echo '{\"ready\":true}'; cat >/dev/null"
+            };
+            launch(sh(script), "provider", Duration::from_secs(300), START_STALL)
+        })
+        .await
+        .unwrap();
+        assert_eq!(attempts, 2);
+        assert_eq!(started.first_line, r#"{"ready":true}"#);
+        let mut child = started.child;
+        drop(started.stdin);
+        child.wait().unwrap();
+
+        // Two failures: the error tells both, and there is no third attempt.
+        let mut attempts = 0;
+        let result = retry_start_once(|| {
+            attempts += 1;
+            launch(sh("exit 7"), "provider", Duration::from_secs(300), START_STALL)
+        })
+        .await;
+        let (reason, _) = start_failure(result);
+        assert_eq!(attempts, 2);
+        assert!(reason.contains("after a first attempt that failed"), "{reason}");
+
+        // Other errors are not retried.
+        let mut attempts = 0;
+        let result: Result<(), HarnessError> = retry_start_once(|| {
+            attempts += 1;
+            std::future::ready(Err(HarnessError::Invalid("bad options".into())))
+        })
+        .await;
+        assert!(matches!(result, Err(HarnessError::Invalid(_))));
+        assert_eq!(attempts, 1);
+    }
+
+    #[test]
+    fn no_npm_env_refuses_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("package-lock.json"), "{}").unwrap();
+        // Only this test reads the variable through `ensure_node_modules` with a fake dir;
+        // set it for the duration via a child process instead of mutating our environment.
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new(exe)
+            .args(["--exact", "op::tests::no_npm_env_child", "--nocapture", "--ignored"])
+            .env(NO_NPM_ENV, "1")
+            .env("LATCHKEY_NO_NPM_TEST_DIR", dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("refused: NpmNotInstalled"), "{text}");
+    }
+
+    #[test]
+    #[ignore = "run by no_npm_env_refuses_to_install in a child process"]
+    fn no_npm_env_child() {
+        let Some(dir) = std::env::var_os("LATCHKEY_NO_NPM_TEST_DIR") else { return };
+        match ensure_node_modules(Path::new(&dir)) {
+            Err(e @ HarnessError::NpmNotInstalled(_)) => println!("refused: NpmNotInstalled ({e})"),
+            other => panic!("expected NpmNotInstalled, got {other:?}"),
+        }
+    }
 }

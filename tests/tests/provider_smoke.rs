@@ -523,3 +523,86 @@ async fn admin_revocation_kills_the_grant_without_reuse() -> TestResult {
     assert_eq!(op.counters().await?.reuse_detections, 0);
     Ok(())
 }
+
+fn rt_of(tokens: &Value) -> String {
+    tokens["refresh_token"].as_str().expect("refresh_token in the response").to_string()
+}
+
+async fn userinfo_status(s: &Session, tokens: &Value) -> Result<u16, reqwest::Error> {
+    let resp = http()
+        .get(endpoint(&s.meta, "userinfo_endpoint"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await?;
+    Ok(resp.status().as_u16())
+}
+
+/// `--reuse-interval`: a consumed refresh token presented again soon after its first use is
+/// served from the same grant (which keeps rotating) instead of revoking the grant.
+#[tokio::test]
+async fn reuse_within_the_interval_is_served_and_the_grant_stays_alive() -> TestResult {
+    let op = TestProvider::start(ProviderOptions {
+        reuse_interval_secs: Some(60),
+        ..Default::default()
+    })
+    .await?;
+    let s = logged_in(&op, json!({})).await?;
+    let rt0 = s.refresh_token();
+    let (status, t1) = refresh(&s, &rt0).await?;
+    assert_eq!(status, 200, "{t1}");
+    // rt0 is consumed; presented again within the interval it is served, twice even.
+    let (status, t1b) = refresh(&s, &rt0).await?;
+    assert_eq!(status, 200, "reuse within the interval: {t1b}");
+    let (status, t1c) = refresh(&s, &rt0).await?;
+    assert_eq!(status, 200, "{t1c}");
+    let (rt1, rt1b, rt1c) = (rt_of(&t1), rt_of(&t1b), rt_of(&t1c));
+    assert!(rt1b != rt0 && rt1b != rt1 && rt1c != rt1b, "new tokens each time");
+    // The grant is alive: the tokens of the reuse continue the rotation and work.
+    let (status, t2) = refresh(&s, &rt1b).await?;
+    assert_eq!(status, 200, "{t2}");
+    assert_eq!(userinfo_status(&s, &t2).await?, 200);
+    let c = op.counters().await?;
+    assert_eq!(
+        (c.refresh_grants, c.reuse_within_interval, c.reuse_detections, c.grants_revoked),
+        (4, 2, 0, 0),
+        "{c:?}"
+    );
+    assert_eq!(c.token_error("invalid_grant"), 0);
+    Ok(())
+}
+
+/// The admin knob, and what happens once the interval is over: reuse detection as without
+/// an interval (invalid_grant, the whole grant revoked).
+#[tokio::test]
+async fn reuse_after_the_interval_is_detected_and_revokes_the_grant() -> TestResult {
+    let op = TestProvider::start(ProviderOptions::default()).await?;
+    let s = logged_in(&op, json!({})).await?;
+    op.set_reuse_interval(2).await?;
+    let rt0 = s.refresh_token();
+    let (status, t1) = refresh(&s, &rt0).await?;
+    assert_eq!(status, 200, "{t1}");
+    let (status, t1b) = refresh(&s, &rt0).await?;
+    assert_eq!(status, 200, "within 2 s of the first use: {t1b}");
+    // Counted from the first use, not the last reuse.
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    let (status, err) = refresh(&s, &rt0).await?;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{err}");
+    let c = op.counters().await?;
+    assert_eq!((c.reuse_within_interval, c.reuse_detections), (1, 1), "{c:?}");
+    assert!(c.grants_revoked >= 1, "{c:?}");
+    // Revoked: every token of the grant, from either branch, is dead.
+    for rt in [rt_of(&t1), rt_of(&t1b)] {
+        let (status, err) = refresh(&s, &rt).await?;
+        assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{err}");
+    }
+    assert_eq!(userinfo_status(&s, &t1b).await?, 401);
+
+    // 0 turns it off again: an immediate reuse is detected.
+    let s = logged_in(&op, json!({})).await?;
+    op.set_reuse_interval(0).await?;
+    let rt0 = s.refresh_token();
+    assert_eq!(refresh(&s, &rt0).await?.0, 200);
+    assert_eq!(refresh(&s, &rt0).await?.0, 400);
+    assert_eq!(op.counters().await?.reuse_detections, 2);
+    Ok(())
+}

@@ -3,18 +3,34 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng as _;
 use rusqlite::Connection;
 use tokio::time::Instant;
 
 use super::db::Db;
 use super::lease::{self, Handoff, Lease, LeaseShared};
-use crate::clock::Clock;
+use super::poll::PollSchedule;
+use crate::clock::{Clock, Stamp};
 use crate::error::{Error, Result};
+
+/// What one read of the row found.
+enum Step {
+    Taken(Handoff),
+    /// Not acquirable: the row as read (if it was read) and both clocks then.
+    Held(Option<lease::LeaseRow>, Stamp),
+}
+
+/// Tells a waiting blocking-pool thread that its caller is gone.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
 
 /// Timings of the lease lock. The defaults suit a refresh that makes one HTTP request.
 ///
@@ -26,13 +42,15 @@ use crate::error::{Error, Result};
 ///   [`Error::LockTimeout`]; longer than `lease`, so a dead holder never causes a timeout.
 /// - `busy_timeout` (5 s): SQLite's wait for the write lock of another connection; writes
 ///   here last microseconds, so it is only reached when a process froze mid-write.
-/// - `poll_interval` (1 ms): a waiter whose lease is held by another process reads the row
-///   every `poll_interval` ± 50 %, uniformly jittered so simultaneous waiters spread out
-///   (Tokio's 1 ms timer makes that 1–2 ms in practice). A read in WAL mode never blocks the
-///   holder, and a waiter writes only when the row looks free. Waiters of the same process
-///   do not poll: they queue in-process and are woken by the release. Polling lasts only as
-///   long as the wait (bounded by the acquire timeout), so its cost is a few hundred small
-///   reads per contended refresh.
+/// - `poll_interval` (1 ms), `poll_fast_for` (25 ms), `poll_max` (40 ms): a waiter whose
+///   lease is held by another process reads the row every `poll_interval` for the first
+///   `poll_fast_for` of its wait and after the row changed hands, then backs off (doubling)
+///   to one read per `poll_max`, and never sleeps past the row's expiry; every delay is
+///   jittered by ±50 % so simultaneous waiters spread out. Short holds are handed over in
+///   about a millisecond; a hold of seconds costs about 25 reads per second. A read in WAL
+///   mode never blocks the holder, and a waiter writes only when the row looks free.
+///   Waiters of the same process do not poll: they queue in-process and are woken by the
+///   release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoordinatorConfig {
     /// Lease duration: expiry after the last renewal.
@@ -43,8 +61,14 @@ pub struct CoordinatorConfig {
     pub acquire_timeout: Duration,
     /// SQLite busy timeout for every connection.
     pub busy_timeout: Duration,
-    /// Mean interval between two reads of a waiter polling for another process's release.
+    /// Mean interval between two reads of a waiter polling for another process's release,
+    /// while a release is likely soon (see `poll_fast_for`).
     pub poll_interval: Duration,
+    /// How long a waiter reads every `poll_interval` after its wait starts and after the row
+    /// changed hands, before backing off.
+    pub poll_fast_for: Duration,
+    /// The longest mean interval between two reads once backed off.
+    pub poll_max: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -55,6 +79,8 @@ impl Default for CoordinatorConfig {
             acquire_timeout: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(1),
+            poll_fast_for: Duration::from_millis(25),
+            poll_max: Duration::from_millis(40),
         }
     }
 }
@@ -88,6 +114,11 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_millis()
+    }
+
+    /// Both clocks now.
+    pub(crate) fn now_stamp(&self) -> Stamp {
+        self.clock.stamp()
     }
 
     pub(crate) fn lease_ms(&self) -> i64 {
@@ -130,12 +161,6 @@ impl Inner {
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(local.entry(account.to_owned()).or_default())
     }
-
-    /// A jittered poll delay in `[poll/2, 3·poll/2]`.
-    fn poll_delay(&self) -> Duration {
-        let mean = u64::try_from(self.config.poll_interval.as_micros()).unwrap_or(u64::MAX).max(2);
-        Duration::from_micros(rand::rng().random_range(mean / 2..=mean + mean / 2))
-    }
 }
 
 impl Coordinator {
@@ -165,6 +190,14 @@ impl Coordinator {
     /// The database file.
     pub fn path(&self) -> &Path {
         self.inner.db.path()
+    }
+
+    /// Both clocks now, as this coordinator's [`Clock`] reads them: compare with recorded
+    /// stamps such as [`JournalEntry::updated`](super::JournalEntry::updated) through
+    /// [`Stamp::age`] / [`JournalEntry::age`](super::JournalEntry::age), which use the boot
+    /// clock within one boot and so ignore wall-clock jumps. Touches nothing.
+    pub fn now_stamp(&self) -> Stamp {
+        self.inner.now_stamp()
     }
 
     /// The timings in use.
@@ -197,22 +230,13 @@ impl Coordinator {
                 .await
                 .map_err(|_| Error::LockTimeout)?,
         };
-        let mut peek = false;
-        loop {
-            let attempt = tokio::time::timeout_at(deadline, self.attempt(account, holder, peek));
-            match attempt.await {
-                Ok(Ok(Some(shared))) => return self.lease(shared, guard),
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_elapsed) => return Err(Error::LockTimeout),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::LockTimeout);
-            }
-            // Held by another process: poll again shortly (reads only until it looks free).
-            peek = true;
-            tokio::time::sleep(self.inner.poll_delay().min(deadline - now)).await;
+        // Held by another process: the wait runs on one blocking-pool thread that sleeps
+        // between reads (`poll.rs`) and takes the row as soon as it looks free.
+        let attempt = tokio::time::timeout_at(deadline, self.attempt(account, holder, deadline));
+        match attempt.await {
+            Ok(Ok(Some(shared))) => self.lease(shared, guard),
+            Ok(Ok(None)) | Err(_) => Err(Error::LockTimeout),
+            Ok(Err(e)) => Err(e),
         }
     }
 
@@ -223,7 +247,7 @@ impl Coordinator {
         let Ok(guard) = slot.try_lock_owned() else {
             return Ok(None);
         };
-        match self.attempt(account, holder, false).await? {
+        match self.attempt(account, holder, Instant::now()).await? {
             Some(shared) => self.lease(shared, guard).map(Some),
             None => Ok(None),
         }
@@ -241,13 +265,17 @@ impl Coordinator {
         Ok(Lease::new(shared, Arc::clone(&self.inner), guard))
     }
 
-    /// One attempt on the row. With `peek`, reads first and writes only if the row looks
-    /// acquirable. If the caller is gone by the time the row is taken, gives it back.
+    /// Takes the row, trying once and then, until `deadline`, reading it on the schedule of
+    /// [`PollSchedule`] and trying again whenever it looks acquirable; `None` at the
+    /// deadline. Runs on one blocking-pool thread, which sleeps between reads (it never
+    /// holds the connection while sleeping). If this future is dropped, the thread stops at
+    /// its next read; if the caller is gone by the time the row is taken, the row is given
+    /// back.
     async fn attempt(
         &self,
         account: &str,
         holder: &str,
-        peek: bool,
+        deadline: Instant,
     ) -> Result<Option<Arc<LeaseShared>>> {
         // The row travels as a `Handoff`, which frees it when dropped: if this future is
         // cancelled, the blocking task's output is dropped unclaimed and the row is given
@@ -255,25 +283,47 @@ impl Coordinator {
         let inner = Arc::clone(&self.inner);
         let account = account.to_owned();
         let holder = holder.to_owned();
-        let task = tokio::task::spawn_blocking(move || {
-            inner.db.with(|conn| {
-                let now = inner.now_ms();
-                if peek {
-                    if let Some(row) = lease::peek(conn, &account)? {
-                        if !row.acquirable_by(&holder, now) {
-                            return Ok(None);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(Arc::clone(&cancelled));
+        let deadline = deadline.into_std();
+        let task = tokio::task::spawn_blocking(move || -> Result<Option<Handoff>> {
+            let mut schedule = PollSchedule::new(&inner.config, std::time::Instant::now());
+            let mut peek = false;
+            loop {
+                let step = inner.db.with(|conn| {
+                    let now = inner.now_stamp();
+                    let mut row = None;
+                    if peek {
+                        row = lease::peek(conn, &account)?;
+                        if row.as_ref().is_some_and(|r| !r.acquirable_by(&holder, &now)) {
+                            return Ok(Step::Held(row, now));
                         }
                     }
-                }
-                let expires = now.saturating_add(inner.lease_ms());
-                let Some(fence) = lease::try_take(conn, &account, &holder, now, expires)? else {
-                    return Ok(None);
+                    let expires = now.after_millis(inner.lease_ms());
+                    let Some(fence) = lease::try_take(conn, &account, &holder, &now, &expires)?
+                    else {
+                        return Ok(Step::Held(row, now));
+                    };
+                    let shared = Arc::new(LeaseShared::new(account.clone(), holder.clone(), fence));
+                    // Registered under the connection mutex, so a concurrent `pause` sees it.
+                    inner.register(&shared);
+                    Ok(Step::Taken(Handoff::new(shared, Arc::clone(&inner))))
+                })?;
+                let (row, now_stamp) = match step {
+                    Step::Taken(handoff) => return Ok(Some(handoff)),
+                    Step::Held(row, now) => (row, now),
                 };
-                let shared = Arc::new(LeaseShared::new(account, holder, fence));
-                // Registered under the connection mutex, so a concurrent `pause` sees it.
-                inner.register(&shared);
-                Ok(Some(Handoff::new(shared, Arc::clone(&inner))))
-            })
+                let now = std::time::Instant::now();
+                if now >= deadline || cancelled.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                let delay = schedule.next_delay(row.as_ref(), &now_stamp, now);
+                std::thread::sleep(delay.min(deadline - now));
+                if cancelled.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                peek = true;
+            }
         });
         let handoff = task
             .await
@@ -285,10 +335,17 @@ impl Coordinator {
     /// suspends the app: 0xdead10cc). Leases of this process are released first (and marked
     /// lost); until [`Coordinator::resume`] every call fails with a retryable
     /// [`Error::Database`].
+    ///
+    /// The pause takes effect when this future is first polled (later calls fail from
+    /// then on); the release and close then run on the blocking pool. A
+    /// [`Coordinator::resume`] called after that first poll always wins: if it comes before
+    /// the blocking part ran, that part does nothing (leases stay held, the connection
+    /// stays open).
     pub async fn pause(&self) {
+        let token = self.inner.db.begin_pause();
         let inner = Arc::clone(&self.inner);
         let done = tokio::task::spawn_blocking(move || {
-            inner.db.pause_and_close(|conn| {
+            inner.db.close_for_pause(token, |conn| {
                 // Every lease still registered, including one whose `release` is queued
                 // behind this closure (it would find the database paused): the conditional
                 // UPDATE frees only rows that are still ours.
@@ -300,7 +357,7 @@ impl Coordinator {
                         tracing::debug!(error = %e, "releasing a lease on pause failed; it will expire");
                     }
                 }
-            });
+            })
         })
         .await;
         if let Err(e) = done {
@@ -308,9 +365,11 @@ impl Coordinator {
         }
     }
 
-    /// Allows the database to be used again; the next call reopens the connection.
+    /// Allows the database to be used again; the next call reopens the connection. Ends
+    /// every pause entered before this call, including one whose blocking part has not run
+    /// yet. Does not touch persisted state.
     pub fn resume(&self) {
-        self.inner.db.set_paused(false);
+        self.inner.db.resume();
     }
 
     /// Whether the SQLite connection is open now (it is closed by `pause` and reopened on

@@ -5,7 +5,7 @@
 //! never held across an `.await` or outside those closures.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 ///
 /// Migrations are additive only (new tables, new nullable columns), so a process of an
 /// older release that opens a file of a newer version keeps working on the tables it knows.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS lease (
@@ -45,18 +45,40 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 ";
 
+/// Version 2: the boot clock next to the wall clock (`docs/adr/0005-clock.md`). Each boot
+/// stamp is valid only while its `boot_fence` equals the row's `fence`: a release that
+/// predates these columns leaves them alone when it takes a row over, and the bumped fence
+/// then marks them stale.
+const SCHEMA_V2: &str = "
+ALTER TABLE lease ADD COLUMN boot_id TEXT;               -- boot of the expiry below
+ALTER TABLE lease ADD COLUMN boot_expires_ms INTEGER;    -- expiry on that boot's clock
+ALTER TABLE lease ADD COLUMN boot_fence INTEGER;         -- fence the two were written for
+ALTER TABLE journal ADD COLUMN boot_id TEXT;             -- boot of the two times below
+ALTER TABLE journal ADD COLUMN started_boot_ms INTEGER;
+ALTER TABLE journal ADD COLUMN updated_boot_ms INTEGER;
+ALTER TABLE journal ADD COLUMN boot_fence INTEGER;       -- fence the three were written for
+";
+
 /// The shared database file and this process's connection to it (opened on demand).
 #[derive(Debug)]
 pub(crate) struct Db {
     path: PathBuf,
     busy_timeout: Duration,
     conn: Mutex<Option<Connection>>,
-    paused: AtomicBool,
+    /// Pause epoch: odd while paused. `pause` moves an even value to the next odd one,
+    /// `resume` an odd one to the next even one, so the blocking part of a pause can tell
+    /// whether a `resume` came after it was entered.
+    pause_epoch: AtomicU64,
 }
+
+/// The epoch a [`Db::begin_pause`] returned: its blocking part acts only while the
+/// database is still in that pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PauseToken(u64);
 
 impl Db {
     pub(crate) fn new(path: PathBuf, busy_timeout: Duration) -> Self {
-        Db { path, busy_timeout, conn: Mutex::new(None), paused: AtomicBool::new(false) }
+        Db { path, busy_timeout, conn: Mutex::new(None), pause_epoch: AtomicU64::new(0) }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -75,7 +97,7 @@ impl Db {
         // Checked under the mutex: `pause` sets the flag and then takes the mutex, so an
         // operation either completes before the pause drains this process's leases or
         // sees the flag.
-        if self.paused.load(Ordering::SeqCst) {
+        if self.is_paused() {
             return Err(paused_error());
         }
         Self::run(&self.path, self.busy_timeout, &mut guard, f)
@@ -96,18 +118,45 @@ impl Db {
 
     /// Whether later calls fail with "paused".
     pub(crate) fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::SeqCst)
+        !self.pause_epoch.load(Ordering::SeqCst).is_multiple_of(2)
     }
 
-    pub(crate) fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, Ordering::SeqCst);
+    /// Pauses now (later calls fail) and returns the pause's token. Already paused: the
+    /// current pause's token.
+    pub(crate) fn begin_pause(&self) -> PauseToken {
+        let previous = self
+            .pause_epoch
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |e| {
+                (e.is_multiple_of(2)).then_some(e.wrapping_add(1))
+            })
+            .unwrap_or_else(|current| current);
+        PauseToken(if previous.is_multiple_of(2) { previous.wrapping_add(1) } else { previous })
     }
 
-    /// Pauses (new calls fail), runs `before_close` on the open connection if there is
-    /// one, then closes it. Blocking.
-    pub(crate) fn pause_and_close(&self, before_close: impl FnOnce(&mut Connection)) {
-        self.set_paused(true);
+    /// Ends any pause: every pause entered before this call is over, and the blocking part
+    /// of such a pause that has not run yet will do nothing.
+    pub(crate) fn resume(&self) {
+        // An `Err` means "not paused", which leaves nothing to do.
+        let _ = self.pause_epoch.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |e| {
+            (!e.is_multiple_of(2)).then_some(e.wrapping_add(1))
+        });
+    }
+
+    /// The blocking part of a pause: if the database is still in the pause of `token` (no
+    /// `resume` since), runs `before_close` on the open connection if there is one, then
+    /// closes it; returns whether it did. Blocking.
+    pub(crate) fn close_for_pause(
+        &self,
+        token: PauseToken,
+        before_close: impl FnOnce(&mut Connection),
+    ) -> bool {
         let mut guard = self.lock();
+        // Checked under the mutex, which `with` holds while it works: once this passes,
+        // no operation runs until the connection is closed, and a `resume` from now on
+        // only lets later calls reopen it.
+        if self.pause_epoch.load(Ordering::SeqCst) != token.0 {
+            return false;
+        }
         if let Some(conn) = guard.as_mut() {
             before_close(conn);
         }
@@ -117,6 +166,7 @@ impl Db {
                 tracing::warn!(error = %e, "closing the coordination database failed");
             }
         }
+        true
     }
 
     /// Whether the connection is currently open.
@@ -178,6 +228,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 {
         tx.execute_batch(SCHEMA_V1)?;
+    }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;

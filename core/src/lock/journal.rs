@@ -13,12 +13,14 @@
 //!   an entry of a newer fence.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::coordinator::Coordinator;
 use super::db::{from_sql_int, to_sql_int};
 use super::lease::{renew_row, Lease, LeaseShared};
+use crate::clock::{BootInstant, Stamp};
 use crate::error::{Error, Result};
 
 /// How far an in-flight refresh got.
@@ -70,34 +72,109 @@ pub struct JournalEntry {
     pub new_token_hash: Option<String>,
     /// When `journal_begin` was called (ms since the Unix epoch).
     pub started_at_ms: i64,
-    /// When the entry was last written.
+    /// When the entry was last written (ms since the Unix epoch).
     pub updated_at_ms: i64,
+    /// The boot during which the entry was written, if the writer knew it (and the entry
+    /// was written by a release that records it). Boot stamps: `docs/adr/0005-clock.md`.
+    pub boot_id: Option<String>,
+    /// `started_at_ms` on the boot clock of `boot_id`.
+    pub started_boot_ms: Option<i64>,
+    /// `updated_at_ms` on the boot clock of `boot_id`.
+    pub updated_boot_ms: Option<i64>,
+}
+
+impl JournalEntry {
+    fn stamp(&self, wall_ms: i64, boot_ms: Option<i64>) -> Stamp {
+        let boot = match (&self.boot_id, boot_ms) {
+            (Some(boot_id), Some(millis)) => Some(BootInstant { boot_id: boot_id.clone(), millis }),
+            _ => None,
+        };
+        Stamp { wall_ms, boot }
+    }
+
+    /// When `journal_begin` wrote the entry, on both clocks.
+    pub fn started(&self) -> Stamp {
+        self.stamp(self.started_at_ms, self.started_boot_ms)
+    }
+
+    /// When the entry was last written, on both clocks.
+    pub fn updated(&self) -> Stamp {
+        self.stamp(self.updated_at_ms, self.updated_boot_ms)
+    }
+
+    /// Time since the entry was last written, seen at `now` (from
+    /// [`Coordinator::now_stamp`]): by the boot clock when both are of the same boot, so a
+    /// wall-clock jump does not make a fresh entry look old or an old one fresh; by the
+    /// wall clock when either boot is unknown; `None` when the entry was written during an
+    /// earlier boot (older than anything of this boot; its writer is gone). See
+    /// [`Stamp::age`]. Pure: touches nothing.
+    pub fn age(&self, now: &Stamp) -> Option<Duration> {
+        self.updated().age(now)
+    }
 }
 
 fn read(conn: &Connection, account: &str) -> Result<Option<JournalEntry>> {
-    type Row = (String, i64, i64, String, Option<String>, i64, i64);
+    struct Row {
+        holder: String,
+        fence: i64,
+        from_generation: i64,
+        phase: String,
+        new_token_hash: Option<String>,
+        started: i64,
+        updated: i64,
+        boot_id: Option<String>,
+        started_boot: Option<i64>,
+        updated_boot: Option<i64>,
+        boot_fence: Option<i64>,
+    }
     let row: Option<Row> = conn
         .prepare_cached(
             "SELECT holder, fence, from_generation, phase, new_token_hash, started_at_ms,
-                    updated_at_ms
+                    updated_at_ms, boot_id, started_boot_ms, updated_boot_ms, boot_fence
              FROM journal WHERE account = ?1",
         )?
         .query_row([account], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            Ok(Row {
+                holder: r.get(0)?,
+                fence: r.get(1)?,
+                from_generation: r.get(2)?,
+                phase: r.get(3)?,
+                new_token_hash: r.get(4)?,
+                started: r.get(5)?,
+                updated: r.get(6)?,
+                boot_id: r.get(7)?,
+                started_boot: r.get(8)?,
+                updated_boot: r.get(9)?,
+                boot_fence: r.get(10)?,
+            })
         })
         .optional()?;
-    row.map(|(holder, fence, from_generation, phase, new_token_hash, started, updated)| {
+    row.map(|row| {
+        // Boot stamps left by an entry of another fence (overwritten by a release that
+        // does not write them) are stale: read as unknown.
+        let valid = row.boot_fence == Some(row.fence) && row.boot_id.is_some();
         Ok(JournalEntry {
-            holder,
-            fence: from_sql_int(fence, "fence")?,
-            from_generation: from_sql_int(from_generation, "generation")?,
-            phase: JournalPhase::parse(&phase)?,
-            new_token_hash,
-            started_at_ms: started,
-            updated_at_ms: updated,
+            holder: row.holder,
+            fence: from_sql_int(row.fence, "fence")?,
+            from_generation: from_sql_int(row.from_generation, "generation")?,
+            phase: JournalPhase::parse(&row.phase)?,
+            new_token_hash: row.new_token_hash,
+            started_at_ms: row.started,
+            updated_at_ms: row.updated,
+            boot_id: if valid { row.boot_id } else { None },
+            started_boot_ms: row.started_boot.filter(|_| valid),
+            updated_boot_ms: row.updated_boot.filter(|_| valid),
         })
     })
     .transpose()
+}
+
+/// The boot columns of a stamp: `(boot_id, millis)`, both `NULL` when the boot is unknown.
+fn boot_params(stamp: &Stamp) -> (Option<String>, Option<i64>) {
+    match &stamp.boot {
+        Some(b) => (Some(b.boot_id.clone()), Some(b.millis)),
+        None => (None, None),
+    }
 }
 
 fn lost_error(shared: &LeaseShared) -> Error {
@@ -120,22 +197,31 @@ impl Lease {
     pub async fn journal_begin(&self, from_generation: u64) -> Result<()> {
         let from = to_sql_int(from_generation, "generation")?;
         self.journal_write(move |conn, shared, now| {
+            let (boot_id, boot_ms) = boot_params(now);
             conn.prepare_cached(
                 "INSERT INTO journal (account, holder, fence, from_generation, phase,
-                                      new_token_hash, started_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, 'request_sent', NULL, ?5, ?5)
+                                      new_token_hash, started_at_ms, updated_at_ms, boot_id,
+                                      started_boot_ms, updated_boot_ms, boot_fence)
+                 VALUES (?1, ?2, ?3, ?4, 'request_sent', NULL, ?5, ?5, ?6, ?7, ?7,
+                         CASE WHEN ?6 IS NULL THEN NULL ELSE ?3 END)
                  ON CONFLICT (account) DO UPDATE SET holder = excluded.holder,
                     fence = excluded.fence, from_generation = excluded.from_generation,
                     phase = excluded.phase, new_token_hash = NULL,
                     started_at_ms = excluded.started_at_ms,
-                    updated_at_ms = excluded.updated_at_ms",
+                    updated_at_ms = excluded.updated_at_ms,
+                    boot_id = excluded.boot_id,
+                    started_boot_ms = excluded.started_boot_ms,
+                    updated_boot_ms = excluded.updated_boot_ms,
+                    boot_fence = excluded.boot_fence",
             )?
             .execute(params![
                 shared.account,
                 shared.holder,
                 to_sql_int(shared.fence, "fence")?,
                 from,
-                now
+                now.wall_ms,
+                boot_id,
+                boot_ms
             ])?;
             Ok(())
         })
@@ -152,10 +238,14 @@ impl Lease {
     ) -> Result<()> {
         let hash = new_token_hash.map(str::to_owned);
         self.journal_write(move |conn, shared, now| {
+            let (boot_id, boot_ms) = boot_params(now);
+            // The boot time is kept only if it is of the boot `journal_begin` recorded
+            // (always so: one lease lives in one process); otherwise it is unknown.
             let n = conn
                 .prepare_cached(
                     "UPDATE journal SET phase = ?4,
-                        new_token_hash = COALESCE(?5, new_token_hash), updated_at_ms = ?6
+                        new_token_hash = COALESCE(?5, new_token_hash), updated_at_ms = ?6,
+                        updated_boot_ms = CASE WHEN boot_id IS ?7 THEN ?8 ELSE NULL END
                      WHERE account = ?1 AND holder = ?2 AND fence = ?3",
                 )?
                 .execute(params![
@@ -164,7 +254,9 @@ impl Lease {
                     to_sql_int(shared.fence, "fence")?,
                     phase.as_str(),
                     hash,
-                    now
+                    now.wall_ms,
+                    boot_id,
+                    boot_ms
                 ])?;
             if n == 1 {
                 Ok(())
@@ -216,18 +308,18 @@ impl Lease {
     /// longer current, writes nothing, marks the lease lost and fails.
     async fn journal_write(
         &self,
-        write: impl FnOnce(&Connection, &LeaseShared, i64) -> Result<()> + Send + 'static,
+        write: impl FnOnce(&Connection, &LeaseShared, &Stamp) -> Result<()> + Send + 'static,
     ) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         self.inner
             .blocking(move |inner, conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let now = inner.now_ms();
-                if !renew_row(&tx, &shared, now.saturating_add(inner.lease_ms()))? {
+                let now = inner.now_stamp();
+                if !renew_row(&tx, &shared, &now.after_millis(inner.lease_ms()))? {
                     shared.mark_lost();
                     return Err(lost_error(&shared));
                 }
-                write(&tx, &shared, now)?;
+                write(&tx, &shared, &now)?;
                 tx.commit()?;
                 shared.touch();
                 Ok(())

@@ -1,11 +1,18 @@
-//! The lease: one row per account (`holder`, `fence`, `expires_at_ms`), the SQL that takes,
-//! renews and frees it, and the [`Lease`] handle.
+//! The lease: one row per account (`holder`, `fence`, the expiry on both clocks), the SQL
+//! that takes, renews and frees it, and the [`Lease`] handle.
 //!
-//! Rules (see `docs/adr/0001-lease-lock.md`):
+//! Rules (see `docs/adr/0001-lease-lock.md` and `docs/adr/0005-clock.md`):
 //! - A row is acquirable when it is free (`holder IS NULL`, written by an eager release),
-//!   expired (`expires_at_ms <= now`: a lease that ends in the current millisecond is
-//!   already over), or held by the same `holder` string (a restarted process with the same
+//!   expired, or held by the same `holder` string (a restarted process with the same
 //!   holder id takes its own row back at once instead of waiting for it to expire).
+//! - Expired ([`Stamp::has_passed`]): the row records the expiry on the wall clock
+//!   (`expires_at_ms`) and, when the writer knew it, on its boot clock (`boot_id`,
+//!   `boot_expires_ms`, valid only while `boot_fence = fence`, so a row taken over by an
+//!   older release that does not write these columns is never judged by stale ones). A
+//!   reader of the same boot compares boot clocks (a wall-clock jump changes nothing); a
+//!   row of another boot is expired at once (its holder did not survive the reboot);
+//!   when either boot is unknown the wall clocks are compared. An expiry equal to now is
+//!   over.
 //! - Every acquisition, including a same-holder takeover, sets `fence = fence + 1`. The row
 //!   is never deleted, so the fence is monotonic per account for the life of the file.
 //! - Inside one [`Coordinator`](super::Coordinator) acquisition is not re-entrant: tasks
@@ -20,6 +27,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::coordinator::Inner;
 use super::db::{from_sql_int, to_sql_int};
+use crate::clock::{BootInstant, Stamp};
 use crate::error::Result;
 
 /// The state of one acquisition, shared by the [`Lease`] handle, the renewer and the
@@ -231,70 +239,125 @@ impl Drop for Handoff {
 pub(crate) struct LeaseRow {
     pub(crate) holder: Option<String>,
     pub(crate) fence: u64,
-    pub(crate) expires_at_ms: i64,
+    /// The expiry; its boot part only if it was written for the current fence.
+    pub(crate) expires: Stamp,
 }
 
 impl LeaseRow {
     /// The same predicate as the `WHERE` of [`try_take`].
-    pub(crate) fn acquirable_by(&self, holder: &str, now_ms: i64) -> bool {
+    pub(crate) fn acquirable_by(&self, holder: &str, now: &Stamp) -> bool {
         match &self.holder {
             None => true,
-            Some(h) => self.expires_at_ms <= now_ms || h == holder,
+            Some(h) => h == holder || self.expires.has_passed(now),
         }
+    }
+}
+
+/// The boot columns of a stamp: `(boot_id, millis)`, both `NULL` when the boot is unknown.
+fn boot_params(stamp: &Stamp) -> (Option<&str>, Option<i64>) {
+    match &stamp.boot {
+        Some(b) => (Some(b.boot_id.as_str()), Some(b.millis)),
+        None => (None, None),
     }
 }
 
 /// Reads the lease row without taking any write lock (a WAL read never blocks the writer).
 pub(crate) fn peek(conn: &Connection, account: &str) -> Result<Option<LeaseRow>> {
-    let row = conn
-        .prepare_cached("SELECT holder, fence, expires_at_ms FROM lease WHERE account = ?1")?
+    type Row = (Option<String>, i64, i64, Option<String>, Option<i64>, Option<i64>);
+    let row: Option<Row> = conn
+        .prepare_cached(
+            "SELECT holder, fence, expires_at_ms, boot_id, boot_expires_ms, boot_fence
+             FROM lease WHERE account = ?1",
+        )?
         .query_row([account], |r| {
-            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
         })
         .optional()?;
-    row.map(|(holder, fence, expires_at_ms)| {
-        Ok(LeaseRow { holder, fence: from_sql_int(fence, "fence")?, expires_at_ms })
+    row.map(|(holder, fence, expires_at_ms, boot_id, boot_expires_ms, boot_fence)| {
+        let boot = match (boot_id, boot_expires_ms) {
+            (Some(boot_id), Some(millis)) if boot_fence == Some(fence) => {
+                Some(BootInstant { boot_id, millis })
+            }
+            _ => None,
+        };
+        Ok(LeaseRow {
+            holder,
+            fence: from_sql_int(fence, "fence")?,
+            expires: Stamp { wall_ms: expires_at_ms, boot },
+        })
     })
     .transpose()
 }
 
-/// Takes the lease if it is free, expired or already `holder`'s; returns the new fence.
-/// One autocommit statement: the check and the write are atomic.
+/// Takes the lease if it is free, expired at `now` or already `holder`'s, writing
+/// `expires` on both clocks; returns the new fence. One autocommit statement: the check
+/// and the write are atomic. The expiry test is [`Stamp::has_passed`] in SQL.
 pub(crate) fn try_take(
     conn: &Connection,
     account: &str,
     holder: &str,
-    now_ms: i64,
-    expires_at_ms: i64,
+    now: &Stamp,
+    expires: &Stamp,
 ) -> Result<Option<u64>> {
+    let (now_boot_id, now_boot_ms) = boot_params(now);
+    let (exp_boot_id, exp_boot_ms) = boot_params(expires);
     let fence: Option<i64> = conn
         .prepare_cached(
-            "INSERT INTO lease (account, holder, fence, expires_at_ms) VALUES (?1, ?2, 1, ?3)
+            "INSERT INTO lease (account, holder, fence, expires_at_ms, boot_id, boot_expires_ms,
+                                boot_fence)
+             VALUES (?1, ?2, 1, ?3, ?5, ?6, CASE WHEN ?5 IS NULL THEN NULL ELSE 1 END)
              ON CONFLICT (account) DO UPDATE
                 SET holder = excluded.holder,
                     fence = lease.fence + 1,
-                    expires_at_ms = excluded.expires_at_ms
+                    expires_at_ms = excluded.expires_at_ms,
+                    boot_id = excluded.boot_id,
+                    boot_expires_ms = excluded.boot_expires_ms,
+                    boot_fence = CASE WHEN excluded.boot_id IS NULL THEN NULL
+                                      ELSE lease.fence + 1 END
                 WHERE lease.holder IS NULL
-                   OR lease.expires_at_ms <= ?4
                    OR lease.holder = excluded.holder
+                   OR CASE WHEN ?7 IS NOT NULL AND lease.boot_id IS NOT NULL
+                                AND lease.boot_expires_ms IS NOT NULL
+                                AND lease.boot_fence = lease.fence
+                           THEN lease.boot_id <> ?7 OR lease.boot_expires_ms <= ?8
+                           ELSE lease.expires_at_ms <= ?4 END
              RETURNING fence",
         )?
-        .query_row(params![account, holder, expires_at_ms, now_ms], |r| r.get(0))
+        .query_row(
+            params![
+                account,
+                holder,
+                expires.wall_ms,
+                now.wall_ms,
+                exp_boot_id,
+                exp_boot_ms,
+                now_boot_id,
+                now_boot_ms
+            ],
+            |r| r.get(0),
+        )
         .optional()?;
     fence.map(|f| from_sql_int(f, "fence")).transpose()
 }
 
-/// Extends the lease if this acquisition still owns the row; `false` if another one took it.
-pub(crate) fn renew_row(
-    conn: &Connection,
-    shared: &LeaseShared,
-    expires_at_ms: i64,
-) -> Result<bool> {
+/// Extends the lease to `expires` (both clocks) if this acquisition still owns the row;
+/// `false` if another one took it.
+pub(crate) fn renew_row(conn: &Connection, shared: &LeaseShared, expires: &Stamp) -> Result<bool> {
+    let (boot_id, boot_ms) = boot_params(expires);
     let n = conn
         .prepare_cached(
-            "UPDATE lease SET expires_at_ms = ?4 WHERE account = ?1 AND holder = ?2 AND fence = ?3",
+            "UPDATE lease SET expires_at_ms = ?4, boot_id = ?5, boot_expires_ms = ?6,
+                    boot_fence = CASE WHEN ?5 IS NULL THEN NULL ELSE fence END
+             WHERE account = ?1 AND holder = ?2 AND fence = ?3",
         )?
-        .execute(params![shared.account, shared.holder, shared.fence_sql()?, expires_at_ms])?;
+        .execute(params![
+            shared.account,
+            shared.holder,
+            shared.fence_sql()?,
+            expires.wall_ms,
+            boot_id,
+            boot_ms
+        ])?;
     Ok(n == 1)
 }
 
@@ -302,7 +365,8 @@ pub(crate) fn renew_row(
 pub(crate) fn release_row(conn: &Connection, shared: &LeaseShared) -> Result<bool> {
     let n = conn
         .prepare_cached(
-            "UPDATE lease SET holder = NULL, expires_at_ms = 0
+            "UPDATE lease SET holder = NULL, expires_at_ms = 0, boot_id = NULL,
+                    boot_expires_ms = NULL, boot_fence = NULL
              WHERE account = ?1 AND holder = ?2 AND fence = ?3",
         )?
         .execute(params![shared.account, shared.holder, shared.fence_sql()?])?;

@@ -6,7 +6,8 @@
 //! - a **lease** ([`Lease`]): a fenced, renewed, expiring lock that serializes refreshes.
 //!   At most one holder at a time; a holder that dies or freezes blocks the others for at
 //!   most the lease time (3 s by default); release is written at once and waiters of the
-//!   same process are woken, waiters of other processes poll the row every ~2 ms (jittered).
+//!   same process are woken, waiters of other processes poll the row: every ~1 ms at first
+//!   and after it changed hands, backing off to ~40 ms during long holds (`poll.rs`).
 //! - a **generation** ([`GenerationRecord`]): the number of the newest committed session,
 //!   moved forward only by compare-and-swap ([`Coordinator::commit`]), so no process ever
 //!   replaces a newer session with an older one, plus the session state (active, logged
@@ -16,7 +17,14 @@
 //!
 //! Token values are never stored: only hashes the caller computes.
 //!
-//! Decisions and timings: `docs/adr/0001-lease-lock.md`, `docs/adr/0002-generations-and-journal.md`.
+//! Lease expiry and journal times are recorded on the wall clock and on the boot clock
+//! ([`Stamp`](crate::clock::Stamp)): within one boot the boot clock decides, so setting the
+//! wall clock changes nothing; a row of an earlier boot is dead; a row without a boot stamp
+//! (schema 1) is judged by the wall clock. Ask [`Coordinator::now_stamp`] and
+//! [`JournalEntry::age`] rather than comparing wall times.
+//!
+//! Decisions and timings: `docs/adr/0001-lease-lock.md`, `docs/adr/0002-generations-and-journal.md`,
+//! `docs/adr/0005-clock.md`.
 //! Measurements: `BENCHMARKS.md` (`scripts/bench.sh`).
 
 mod coordinator;
@@ -24,6 +32,7 @@ mod db;
 mod generation;
 mod journal;
 mod lease;
+mod poll;
 mod renewal;
 
 #[cfg(test)]

@@ -61,9 +61,9 @@ async fn renewer(inner: Arc<Inner>) {
         }
         let renewed = inner
             .blocking(move |inner, conn| {
-                let expires = inner.now_ms().saturating_add(inner.lease_ms());
+                let expires = inner.now_stamp().after_millis(inner.lease_ms());
                 due.into_iter()
-                    .map(|s| renew_row(conn, &s, expires).map(|ok| (s, ok)))
+                    .map(|s| renew_row(conn, &s, &expires).map(|ok| (s, ok)))
                     .collect::<crate::error::Result<Vec<_>>>()
             })
             .await;

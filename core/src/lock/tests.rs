@@ -768,3 +768,285 @@ fn renewal_survives_a_coordinator_moving_to_another_runtime() {
         lease.release().await.unwrap();
     });
 }
+
+/// `resume()` called after `pause()` was entered wins, even when the blocking part of the
+/// pause runs later (here: the only blocking thread is busy until after `resume`).
+#[test]
+fn resume_after_an_entered_pause_wins_over_its_late_blocking_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = open(&path, config(30_000, 10_000));
+        let b = open(&path, config(30_000, 10_000));
+        let held = a.acquire(ACC, "a").await.unwrap();
+        // Occupy the single blocking thread so the pause's blocking part is queued.
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::task::spawn_blocking(move || gate_rx.recv().ok());
+        let mut pause = Box::pin(a.pause());
+        assert!(futures::poll!(pause.as_mut()).is_pending());
+        assert!(a.is_paused(), "pause takes effect when it is entered");
+        a.resume();
+        gate_tx.send(()).unwrap();
+        busy.await.unwrap();
+        pause.await;
+        assert!(!a.is_paused(), "a resume after the pause was entered must win");
+        assert_eq!(a.generation(ACC).await.unwrap(), None);
+        // The pause was overtaken: the lease held before it is kept, not released.
+        assert!(!held.is_lost());
+        assert!(b.try_acquire(ACC, "b").await.unwrap().is_none());
+        held.release().await.unwrap();
+        a.acquire(ACC, "a").await.unwrap().release().await.unwrap();
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Boot clock (docs/adr/0005-clock.md)
+// ---------------------------------------------------------------------------------------
+
+/// A clock with a boot clock, both moved by hand.
+#[derive(Debug)]
+struct BootClock {
+    wall: AtomicI64,
+    boot_id: Mutex<String>,
+    boot_ms: AtomicI64,
+}
+
+impl BootClock {
+    fn at(wall: i64, boot_id: &str, boot_ms: i64) -> Arc<Self> {
+        Arc::new(BootClock {
+            wall: AtomicI64::new(wall),
+            boot_id: Mutex::new(boot_id.into()),
+            boot_ms: AtomicI64::new(boot_ms),
+        })
+    }
+    /// Both clocks move on by `ms`.
+    fn advance(&self, ms: i64) {
+        self.wall.fetch_add(ms, Ordering::SeqCst);
+        self.boot_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+    /// Only the wall clock moves (the time was set).
+    fn jump_wall(&self, ms: i64) {
+        self.wall.fetch_add(ms, Ordering::SeqCst);
+    }
+    /// A reboot: new boot id, boot clock restarts.
+    fn reboot(&self, boot_id: &str, boot_ms: i64) {
+        *self.boot_id.lock().unwrap() = boot_id.into();
+        self.boot_ms.store(boot_ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for BootClock {
+    fn now(&self) -> SystemTime {
+        from_unix_millis(self.wall.load(Ordering::SeqCst))
+    }
+    fn boot(&self) -> Option<crate::clock::BootInstant> {
+        Some(crate::clock::BootInstant {
+            boot_id: self.boot_id.lock().unwrap().clone(),
+            millis: self.boot_ms.load(Ordering::SeqCst),
+        })
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+#[tokio::test]
+async fn a_live_lease_survives_a_forward_wall_jump_and_still_expires_by_the_boot_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let clock = BootClock::at(1_000_000, "boot-1", 50_000);
+    // Renewal off (1 h) so only the acquisition's expiry counts.
+    let cfg = config(3_000, 3_600_000);
+    let a = Coordinator::open(&path, cfg.clone(), clock.clone()).unwrap();
+    let b = Coordinator::open(&path, cfg, clock.clone()).unwrap();
+    let lease = a.acquire(ACC, "a").await.unwrap();
+    clock.jump_wall(HOUR_MS);
+    assert!(b.try_acquire(ACC, "b").await.unwrap().is_none(), "taken after a wall jump");
+    assert!(b.acquire_within(ACC, "b", Duration::from_millis(30)).await.is_err());
+    // A backward jump does not stretch it either.
+    clock.jump_wall(-2 * HOUR_MS);
+    clock.advance(2_999);
+    assert!(b.try_acquire(ACC, "b").await.unwrap().is_none(), "expired early");
+    clock.advance(1);
+    let taken = b.try_acquire(ACC, "b").await.unwrap().expect("expired by the boot clock");
+    assert_eq!(taken.fence(), lease.fence() + 1);
+    // Journal writes of the lost holder fail; the taker's renewals write both clocks.
+    assert!(matches!(lease.journal_begin(0).await, Err(Error::LeaseLost { .. })));
+    taken.journal_begin(0).await.unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let (boot_id, boot_exp, boot_fence, fence): (String, i64, i64, i64) = raw
+        .query_row(
+            "SELECT boot_id, boot_expires_ms, boot_fence, fence FROM lease WHERE account = ?1",
+            [ACC],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((boot_id.as_str(), boot_exp, boot_fence), ("boot-1", 50_000 + 3_000 + 3_000, fence));
+}
+
+#[tokio::test]
+async fn a_lease_of_another_boot_is_acquirable_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let before = BootClock::at(1_000_000, "boot-1", 90_000);
+    let cfg = config(HOUR_MS as u64, 3_600_000);
+    let a = Coordinator::open(&path, cfg.clone(), before.clone()).unwrap();
+    let lease = a.acquire(ACC, "a").await.unwrap();
+    std::mem::forget(lease); // the holder "dies" with the boot: never released
+                             // After the reboot: a boot clock restarted near zero, a wall clock barely moved (an
+                             // hour-long lease is nowhere near its wall expiry).
+    let after = BootClock::at(1_000_500, "boot-2", 10);
+    let b = Coordinator::open(&path, cfg.clone(), after.clone()).unwrap();
+    let taken = b.try_acquire(ACC, "b").await.unwrap().expect("a lease of another boot is dead");
+    // In the same boot, the same hour-long lease is respected.
+    let c = Coordinator::open(&path, cfg.clone(), after.clone()).unwrap();
+    assert!(c.try_acquire(ACC, "c").await.unwrap().is_none());
+    taken.journal_begin(3).await.unwrap();
+    let entry = c.journal(ACC).await.unwrap().unwrap();
+    assert_eq!(entry.boot_id.as_deref(), Some("boot-2"));
+    assert_eq!(entry.started_boot_ms, Some(10));
+    after.advance(250);
+    after.jump_wall(-HOUR_MS);
+    assert_eq!(entry.age(&c.now_stamp()), Some(Duration::from_millis(250)));
+    // Seen from a later boot the entry has no age (older than that boot).
+    after.reboot("boot-3", 5);
+    assert_eq!(entry.age(&c.now_stamp()), None);
+    // A reader that does not know its boot compares wall clocks (the hour-long lease of
+    // boot-2 is not over by the wall clock).
+    let wall_only = ManualClock::at(1_000_500 + 1_000);
+    let d = open_with_clock(&path, cfg, wall_only);
+    assert!(d.try_acquire(ACC, "d").await.unwrap().is_none());
+}
+
+/// Builds a version-1 database file as the previous release wrote it.
+fn write_v1_file(path: &Path, lease_expires_ms: i64, journal_started_ms: i64) {
+    let raw = rusqlite::Connection::open(path).unwrap();
+    raw.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE lease (account TEXT PRIMARY KEY NOT NULL, holder TEXT,
+             fence INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL);
+         CREATE TABLE generation (account TEXT PRIMARY KEY NOT NULL,
+             generation INTEGER NOT NULL, token_hash TEXT, state TEXT NOT NULL,
+             updated_at_ms INTEGER NOT NULL);
+         CREATE TABLE journal (account TEXT PRIMARY KEY NOT NULL, holder TEXT NOT NULL,
+             fence INTEGER NOT NULL, from_generation INTEGER NOT NULL, phase TEXT NOT NULL,
+             new_token_hash TEXT, started_at_ms INTEGER NOT NULL,
+             updated_at_ms INTEGER NOT NULL);
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    raw.execute(
+        "INSERT INTO lease VALUES (?1, 'old-release', 7, ?2)",
+        rusqlite::params![ACC, lease_expires_ms],
+    )
+    .unwrap();
+    raw.execute("INSERT INTO generation VALUES (?1, 4, 'h4', 'active', 1)", rusqlite::params![ACC])
+        .unwrap();
+    raw.execute(
+        "INSERT INTO journal VALUES (?1, 'old-release', 7, 4, 'request_sent', NULL, ?2, ?2)",
+        rusqlite::params![ACC, journal_started_ms],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_v1_database_is_migrated_and_its_rows_are_judged_by_the_wall_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    write_v1_file(&path, 1_003_000, 999_000);
+    let clock = BootClock::at(1_000_000, "boot-1", 40_000);
+    let a = Coordinator::open(&path, config(3_000, 3_600_000), clock.clone()).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+    // Old rows survive.
+    assert_eq!(a.generation(ACC).await.unwrap().unwrap().generation, 4);
+    let entry = a.journal(ACC).await.unwrap().unwrap();
+    assert_eq!((entry.fence, entry.boot_id.clone(), entry.started_boot_ms), (7, None, None));
+    // A v1 entry has no boot stamp: its age is the wall clock's.
+    assert_eq!(entry.age(&a.now_stamp()), Some(Duration::from_millis(1_000)));
+    // The v1 lease (no boot columns) expires by the wall clock: not before 1_003_000 even
+    // though the boot clock moves; then it is taken and the fence continues.
+    clock.advance(2_999);
+    assert!(a.try_acquire(ACC, "a").await.unwrap().is_none());
+    clock.advance(1);
+    let lease = a.try_acquire(ACC, "a").await.unwrap().expect("v1 lease expired by wall");
+    assert_eq!(lease.fence(), 8);
+    lease.journal_begin(4).await.unwrap();
+    let entry = a.journal(ACC).await.unwrap().unwrap();
+    assert_eq!(entry.boot_id.as_deref(), Some("boot-1"));
+    lease.release().await.unwrap();
+    // Reopening a v2 file does not migrate again.
+    drop(a);
+    let a = Coordinator::open(&path, config(3_000, 3_600_000), clock.clone()).unwrap();
+    a.acquire(ACC, "a").await.unwrap().release().await.unwrap();
+}
+
+/// A process of the previous release takes over a row written by this one: its SQL does
+/// not know the boot columns, so they stay behind. They must not be trusted (here they
+/// would say "expired", while the old release holds the lease by the wall clock).
+#[tokio::test]
+async fn boot_columns_left_behind_by_an_older_release_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let clock = BootClock::at(1_000_000, "boot-1", 40_000);
+    let a = Coordinator::open(&path, config(3_000, 3_600_000), clock.clone()).unwrap();
+    let b = Coordinator::open(&path, config(3_000, 3_600_000), clock.clone()).unwrap();
+    let lease = b.acquire(ACC, "b").await.unwrap();
+    lease.journal_begin(0).await.unwrap();
+    std::mem::forget(lease); // never released: expires
+    clock.advance(3_000);
+    // The previous release's acquisition and journal_begin, verbatim in effect.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let fence: i64 = raw
+        .query_row(
+            "INSERT INTO lease (account, holder, fence, expires_at_ms) VALUES (?1, 'old', 1, ?2)
+             ON CONFLICT (account) DO UPDATE SET holder = excluded.holder,
+                fence = lease.fence + 1, expires_at_ms = excluded.expires_at_ms
+                WHERE lease.holder IS NULL OR lease.expires_at_ms <= ?3
+                   OR lease.holder = excluded.holder
+             RETURNING fence",
+            rusqlite::params![ACC, 1_003_000 + 60_000, 1_003_000],
+            |r| r.get(0),
+        )
+        .unwrap();
+    raw.execute(
+        "UPDATE journal SET holder = 'old', fence = ?2, started_at_ms = ?3, updated_at_ms = ?3
+         WHERE account = ?1",
+        rusqlite::params![ACC, fence, 1_003_000],
+    )
+    .unwrap();
+    // The stale boot expiry (43_000) has passed on the boot clock; the wall expiry has not.
+    clock.advance(10_000);
+    assert!(a.try_acquire(ACC, "a").await.unwrap().is_none(), "judged by stale boot columns");
+    let entry = a.journal(ACC).await.unwrap().unwrap();
+    assert_eq!((entry.boot_id, entry.updated_boot_ms), (None, None));
+    clock.advance(50_000);
+    let lease = a.try_acquire(ACC, "a").await.unwrap().expect("old release's lease expired");
+    assert_eq!(lease.fence(), u64::try_from(fence).unwrap() + 1);
+}
+
+/// The real clocks: the boot clock is known on Linux and leases written with it work
+/// across two coordinators (the common case of every other test here).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_system_clock_writes_the_real_boot_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let a = open(&path, CoordinatorConfig::default());
+    let stamp = a.now_stamp();
+    let boot = stamp.boot.clone().expect("boot clock on Linux");
+    let expected = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(boot.boot_id, expected.trim());
+    let lease = a.acquire(ACC, "a").await.unwrap();
+    lease.journal_begin(0).await.unwrap();
+    let entry = a.journal(ACC).await.unwrap().unwrap();
+    assert_eq!(entry.boot_id.as_deref(), Some(boot.boot_id.as_str()));
+    let age = entry.age(&a.now_stamp()).unwrap();
+    assert!(age < Duration::from_secs(5), "{age:?}");
+    lease.release().await.unwrap();
+}
