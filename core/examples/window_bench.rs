@@ -41,7 +41,11 @@ async fn serve(listener: TcpListener, issuer: String) {
             if let Some(end) = text.find("\r\n\r\n") {
                 let body_len = text
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
                     .unwrap_or(0);
                 if len >= end + 4 + body_len || len == buf.len() {
                     break;
@@ -142,9 +146,15 @@ async fn run(n: usize) -> Res<()> {
     println!("| figure | value |");
     println!("|---|---:|");
     println!("| refreshes measured | {} |", w.len());
-    println!("| window \"answer read → store save returned\", median | {:.0} µs |", percentile(&w, 0.5).as_secs_f64() * 1e6);
+    println!(
+        "| window \"answer read → store save returned\", median | {:.0} µs |",
+        percentile(&w, 0.5).as_secs_f64() * 1e6
+    );
     println!("| window, p99 | {:.0} µs |", percentile(&w, 0.99).as_secs_f64() * 1e6);
     println!("| window, max | {:.0} µs |", w[w.len() - 1].as_secs_f64() * 1e6);
-    println!("| whole refresh (loopback token endpoint), mean | {:.0} µs |", total.as_secs_f64() * 1e6 / n as f64);
+    println!(
+        "| whole refresh (loopback token endpoint), mean | {:.0} µs |",
+        total.as_secs_f64() * 1e6 / n as f64
+    );
     Ok(())
 }

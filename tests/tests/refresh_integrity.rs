@@ -39,9 +39,13 @@ async fn prepare(op: &TestProvider, dir: &Path) {
 
 fn committed_generation(dir: &Path) -> u64 {
     let rt = tokio::runtime::Handle::current();
-    let c = Coordinator::open(dir.join("lock.db"), CoordinatorConfig::default(), Arc::new(SystemClock))
-        .unwrap();
-    tokio::task::block_in_place(|| rt.block_on(c.generation("default"))).unwrap().unwrap().generation
+    let c =
+        Coordinator::open(dir.join("lock.db"), CoordinatorConfig::default(), Arc::new(SystemClock))
+            .unwrap();
+    tokio::task::block_in_place(|| rt.block_on(c.generation("default")))
+        .unwrap()
+        .unwrap()
+        .generation
 }
 
 /// Copies the coordination database (after every connection was closed by `pause`).
@@ -146,10 +150,21 @@ async fn store_two_generations_ahead_is_rolled_forward_not_answered_with_a_refre
         bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
         issuer: op.issuer().to_string(),
         state_dir: dir.path().to_path_buf(),
-        args: ["--tasks", "1", "--duration-ms", "14000", "--interval-ms", "25", "--lease-ms", "1500", "--margin-ms", "1000"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        args: [
+            "--tasks",
+            "1",
+            "--duration-ms",
+            "14000",
+            "--interval-ms",
+            "25",
+            "--lease-ms",
+            "1500",
+            "--margin-ms",
+            "1000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
     };
     let w = spec.spawn_with(
         "committer",
@@ -192,13 +207,26 @@ async fn unsaved_tokens_are_saved_before_anything_else_and_never_resent_elsewher
         bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
         issuer: op.issuer().to_string(),
         state_dir: dir.path().to_path_buf(),
-        args: ["--tasks", "2", "--duration-ms", "9000", "--interval-ms", "25", "--lease-ms", "1500"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        args: [
+            "--tasks",
+            "2",
+            "--duration-ms",
+            "9000",
+            "--interval-ms",
+            "25",
+            "--lease-ms",
+            "1500",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
     };
     // The refresher's store fails every save for a while (more than its retries).
-    let mut flaky = spec.spawn_with("flaky", &["--fail-saves".into(), "6".into(), "--margin-ms".into(), "1000".into()], &[]);
+    let mut flaky = spec.spawn_with(
+        "flaky",
+        &["--fail-saves".into(), "6".into(), "--margin-ms".into(), "1000".into()],
+        &[],
+    );
     let mut other = spec.spawn_with("other", &["--margin-ms".into(), "300".into()], &[]);
     let a = flaky.summary(Duration::from_secs(30)).expect("summary");
     let b = other.summary(Duration::from_secs(30)).expect("summary");
@@ -209,4 +237,73 @@ async fn unsaved_tokens_are_saved_before_anything_else_and_never_resent_elsewher
     let committed = committed_generation(dir.path());
     assert_eq!(c.refresh_grants, committed - 1, "{c:?}");
     assert_eq!(b["final_generation"].as_u64(), Some(committed), "{b}");
+}
+
+/// Some authorization servers refuse a refresh made while the access token is still valid.
+/// A proactive refresh refused that way is not a sign-out: the valid token is served until
+/// it expires (from memory, without asking again), then the refresh is tried once more.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_early_refresh_refused_keeps_the_valid_token_until_expiry() {
+    use latchkey_e2e::op::{Fault, FaultWhen};
+    let op = provider(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    prepare(&op, dir.path()).await;
+    let app = restored(&op, dir.path(), "app").await;
+    let before = app.session().unwrap();
+    let refusal = || {
+        Fault::status(FaultWhen::Before, 400)
+            .refresh_only()
+            .body(serde_json::json!({"error": "invalid_grant", "error_description": "too early"}))
+    };
+    op.push_fault(refusal()).await.unwrap();
+    // Asking for 10 s of validity from a 3 s token: a proactive refresh, refused.
+    let token = app.access_token_with_min_ttl(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(token.expose(), before.access_token.expose());
+    assert_eq!(app.state(), latchkey::LifecycleState::Authenticated);
+    assert_eq!(op.counters().await.unwrap().faults_applied, 1);
+    // Served from memory until it expires: no second request.
+    for _ in 0..20 {
+        app.access_token().await.unwrap();
+    }
+    assert_eq!(op.counters().await.unwrap().faults_applied, 1);
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 0);
+    // At expiry it is refreshed once more, and this time it works.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let fresh = app.access_token().await.unwrap();
+    assert_ne!(fresh.expose(), before.access_token.expose());
+    assert_eq!(app.session().unwrap().generation, 2);
+    // A refusal of an expired token's refresh ends the session (after the re-check).
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    op.push_fault(refusal()).await.unwrap();
+    let err = app.access_token().await.unwrap_err();
+    assert!(matches!(err, Error::ReauthRequired { .. }), "{err:?}");
+}
+
+/// The app reports a 401 for its token (the provider revoked it at rotation): one refresh
+/// runs and a new token comes back; reporting the same old token again does not refresh
+/// again, and a newer generation committed elsewhere is adopted instead of refreshing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_token_is_replaced_once_and_never_loops() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    prepare(&op, dir.path()).await;
+    let app = restored(&op, dir.path(), "app").await;
+    let ext = restored(&op, dir.path(), "ext").await;
+    op.reset().await.unwrap();
+    let old = app.access_token().await.unwrap();
+    let new = app.token_rejected(&old).await.unwrap();
+    assert_ne!(new.expose(), old.expose());
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 1);
+    // The same rejection again: the current token, no refresh.
+    let again = app.token_rejected(&old).await.unwrap();
+    assert_eq!(again.expose(), new.expose());
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 1);
+    // The extension still holds the old token (fresh in memory, I6); its 401 adopts the
+    // generation the app committed.
+    let ext_old = ext.access_token().await.unwrap();
+    assert_eq!(ext_old.expose(), old.expose());
+    let ext_new = ext.token_rejected(&ext_old).await.unwrap();
+    assert_eq!(ext_new.expose(), new.expose());
+    let c = op.counters().await.unwrap();
+    assert_eq!((c.refresh_grants, c.reuse_detections), (1, 0), "{c:?}");
 }

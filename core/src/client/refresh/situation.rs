@@ -175,11 +175,11 @@ impl Inner {
         })
     }
 
-    /// Time since the journal entry was last written (zero for an entry from our future:
-    /// a clock set back must not make a recent entry look old).
+    /// Time since the journal entry was last written, by the boot clock when the entry was
+    /// written in this boot (a wall-clock jump cannot age it), by the wall clock when the
+    /// boot is unknown; `None` for an entry written before a reboot (its writer is gone).
     fn journal_age(&self, j: &JournalEntry) -> Option<Duration> {
-        let age = self.clock.now_millis().saturating_sub(j.updated_at_ms);
-        Some(Duration::from_millis(u64::try_from(age).unwrap_or(0)))
+        j.age(&self.coordinator.now_stamp())
     }
 
     /// The store holds a session newer than the committed generation (an interrupted
