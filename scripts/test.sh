@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test entry point of Latchkey: installs what the tests need on a fresh machine
-# (npm packages of the test provider, the Kotlin compiler, the Swift chroot; cached copies
+# (npm packages of the test provider, the django-oauth-toolkit virtualenv, the Kotlin compiler, the Swift chroot; cached copies
 # are reused) and runs every test: Rust unit and end-to-end tests against the real test
 # provider with real processes, then the Swift and Kotlin binding tests.
 #
@@ -22,6 +22,10 @@ step "test provider dependencies (tests/op)"
 if [ ! -d tests/op/node_modules/oidc-provider ]; then
   (cd tests/op && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+step "second test provider: django-oauth-toolkit (tests/dot, cached virtualenv)"
+LATCHKEY_DOT_PYTHON=$(scripts/install-dot.sh)
+export LATCHKEY_DOT_PYTHON
 
 step "format and lints"
 cargo fmt --all -- --check
