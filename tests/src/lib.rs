@@ -21,8 +21,8 @@ pub mod workers;
 
 pub use browser::{deliver, login, Browser, Delivery, LoginOptions};
 pub use error::HarnessError;
-pub use provider::{Provider, ProviderKind};
 pub use op::{Counters, Fault, FaultEndpoint, FaultKind, FaultWhen, ProviderOptions, TestProvider};
+pub use provider::{Provider, ProviderKind};
 
 /// Installs rustls' ring crypto provider as the process default, once. reqwest (built with
 /// `rustls-no-provider`) panics when it builds a client without one. Safe to call repeatedly

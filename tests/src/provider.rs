@@ -29,12 +29,11 @@ impl ProviderKind {
     /// Starts this provider with access tokens living `access_token_ttl_secs`.
     pub async fn start(self, access_token_ttl_secs: u64) -> Result<Provider, HarnessError> {
         match self {
-            ProviderKind::Node => TestProvider::start(ProviderOptions {
-                access_token_ttl_secs,
-                ..Default::default()
-            })
-            .await
-            .map(Provider::Node),
+            ProviderKind::Node => {
+                TestProvider::start(ProviderOptions { access_token_ttl_secs, ..Default::default() })
+                    .await
+                    .map(Provider::Node)
+            }
             ProviderKind::Dot => {
                 DotProvider::start(DotOptions { access_token_ttl_secs, ..Default::default() })
                     .await
@@ -103,4 +102,56 @@ impl Provider {
             Provider::Dot(p) => p.stderr_tail(),
         }
     }
+}
+
+/// Declares each listed `async fn NAME(kind: ProviderKind)` of the calling test file as two
+/// tests, `node::NAME` and `dot::NAME`. Prefix the list with `multi_thread;` for a
+/// multi-threaded runtime.
+///
+/// ```ignore
+/// async fn signs_in(kind: ProviderKind) { /* ... */ }
+/// latchkey_e2e::for_each_provider!(signs_in);
+/// ```
+#[macro_export]
+macro_rules! for_each_provider {
+    (multi_thread; $($name:ident),+ $(,)?) => {
+        $crate::for_each_provider!(@mod node, Node, tokio::test(flavor = "multi_thread"), $($name),+);
+        $crate::for_each_provider!(@mod dot, Dot, tokio::test(flavor = "multi_thread"), $($name),+);
+    };
+    ($($name:ident),+ $(,)?) => {
+        $crate::for_each_provider!(@mod node, Node, tokio::test, $($name),+);
+        $crate::for_each_provider!(@mod dot, Dot, tokio::test, $($name),+);
+    };
+    (@mod $module:ident, $kind:ident, $test:meta, $($name:ident),+) => {
+        mod $module {
+            $(
+                #[$test]
+                async fn $name() {
+                    super::$name($crate::ProviderKind::$kind).await
+                }
+            )+
+        }
+    };
+}
+
+/// Presents `refresh_token` to the token endpoint directly, as a client that kept an old
+/// copy would. Returns the HTTP status and the body. Used to show that a provider really
+/// revoked a token (or a whole family).
+pub async fn raw_refresh(
+    token_endpoint: &str,
+    client_id: &str,
+    refresh_token: &str,
+) -> Result<(u16, String), HarnessError> {
+    let http = crate::loopback_client(std::time::Duration::from_secs(10))?;
+    let resp = http
+        .post(token_endpoint)
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await.unwrap_or_default()))
 }

@@ -160,7 +160,9 @@ fn check_issuer(named: &str, expected: &str, document: &str) -> Result<()> {
              only by a trailing slash; issuers are compared exactly: configure `{named}`"
         )));
     }
-    Err(Error::invalid_response(format!("{document} names issuer `{named}` instead of `{expected}`")))
+    Err(Error::invalid_response(format!(
+        "{document} names issuer `{named}` instead of `{expected}`"
+    )))
 }
 
 /// Fetches and caches provider metadata. Touches no persisted state.
