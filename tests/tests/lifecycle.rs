@@ -640,3 +640,47 @@ latchkey_e2e::for_each_provider!(
     reuse_of_a_rotated_refresh_token_revokes_the_family,
     concurrent_callers_share_one_refresh,
 );
+
+/// A refresh answered 400 with an empty or non-JSON body (as some providers answer a
+/// consumed refresh token) is a refusal: the client re-checks for a newer generation and
+/// then reports ReauthRequired, instead of failing with "unexpected HTTP status" forever
+/// while `status` says authenticated. A 404 with an empty body is not a refusal.
+#[tokio::test]
+async fn refresh_refused_with_an_empty_or_non_json_4xx_body_requires_reauthentication() {
+    let op = provider(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+
+    // Not a refusal: the endpoint is missing; a typed HTTP status, the session is kept.
+    sign_in(&client, "alice").await.unwrap();
+    op.push_fault(Fault::status(FaultWhen::Before, 404).refresh_only().body(serde_json::json!("")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let err = client.access_token().await.unwrap_err();
+    assert!(matches!(err, Error::HttpStatus { status: 404, .. }), "{err:?}");
+    assert_ne!(client.state(), LifecycleState::ReauthRequired);
+    assert!(client.session().is_some(), "the session is kept");
+    assert_eq!(client.recorded_end().await.unwrap(), None);
+
+    for body in [serde_json::json!(""), serde_json::json!("<html><h1>Bad Request</h1></html>")] {
+        let s = sign_in(&client, "alice").await.unwrap();
+        op.push_fault(Fault::status(FaultWhen::Before, 400).refresh_only().body(body.clone()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        match client.access_token().await {
+            Err(Error::ReauthRequired { .. }) => {}
+            other => panic!("body {body}: expected ReauthRequired, got {other:?}"),
+        }
+        assert_eq!(client.state(), LifecycleState::ReauthRequired, "body {body}");
+        assert!(op.pending_faults().await.unwrap().is_empty(), "one refresh request");
+        assert_eq!(
+            client.recorded_end().await.unwrap(),
+            Some(latchkey::lock::SessionState::ReauthRequired)
+        );
+        assert!(client.session().is_none_or(|now| now.generation != s.generation));
+    }
+    assert_eq!(op.counters().await.unwrap().reuse_detections, 0);
+}
