@@ -8,6 +8,7 @@ Exits when stdin closes and on SIGTERM / SIGINT. Request logs go to stderr.
 
     python serve.py [--port N] [--access-token-ttl S] [--id-token-ttl S]
                     [--refresh-token-ttl S] [--state-dir DIR]
+                    [--revocation-requires-client-auth]
 """
 
 import argparse
@@ -31,6 +32,11 @@ def parse_args():
     p.add_argument("--id-token-ttl", type=int, default=3600)
     p.add_argument("--refresh-token-ttl", type=int, default=86400)
     p.add_argument("--state-dir", default="")
+    p.add_argument(
+        "--revocation-requires-client-auth",
+        action="store_true",
+        help="refuse revocation by public clients (invalid_client), as some providers do",
+    )
     return p.parse_args()
 
 
@@ -101,6 +107,8 @@ def main():
     os.environ["LATCHKEY_DOT_ACCESS_TOKEN_TTL"] = str(args.access_token_ttl)
     os.environ["LATCHKEY_DOT_ID_TOKEN_TTL"] = str(args.id_token_ttl)
     os.environ["LATCHKEY_DOT_REFRESH_TOKEN_TTL"] = str(args.refresh_token_ttl)
+    if args.revocation_requires_client_auth:
+        os.environ["LATCHKEY_DOT_REVOCATION_CLIENT_AUTH"] = "1"
     sys.path.insert(0, str(HERE))
 
     import django

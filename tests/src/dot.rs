@@ -41,6 +41,10 @@ pub struct DotOptions {
     pub refresh_token_ttl_secs: u64,
     /// How long to wait for the ready line.
     pub start_timeout: Duration,
+    /// Refuse revocation by public clients with `invalid_client`
+    /// (`--revocation-requires-client-auth`), as providers that accept only
+    /// `client_secret_basic` there do. Default false.
+    pub revocation_requires_client_auth: bool,
 }
 
 impl Default for DotOptions {
@@ -50,6 +54,7 @@ impl Default for DotOptions {
             id_token_ttl_secs: 3600,
             refresh_token_ttl_secs: 86_400,
             start_timeout: DEFAULT_START_TIMEOUT,
+            revocation_requires_client_auth: false,
         }
     }
 }
@@ -157,6 +162,11 @@ impl DotProvider {
             .arg(options.refresh_token_ttl_secs.to_string())
             .arg("--state-dir")
             .arg(state.path())
+            .args(
+                options
+                    .revocation_requires_client_auth
+                    .then_some("--revocation-requires-client-auth"),
+            )
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("PYTHONUNBUFFERED", "1")
             .current_dir(&dir)

@@ -110,6 +110,7 @@ async fn full_lifecycle(kind: ProviderKind) {
         .await
         .unwrap();
     assert!(out.refresh_token_revoked && out.access_token_revoked, "{out:?}");
+    assert_eq!(out.refresh_token_may_outlive_logout, None);
     let id_token = s2.id_token.clone().unwrap();
     assert!(!format!("{out:?}").contains(id_token.expose()), "Debug shows no ID token");
     let url = out.end_session_url.unwrap();
@@ -683,4 +684,45 @@ async fn refresh_refused_with_an_empty_or_non_json_4xx_body_requires_reauthentic
         assert!(client.session().is_none_or(|now| now.generation != s.generation));
     }
     assert_eq!(op.counters().await.unwrap().reuse_detections, 0);
+}
+
+/// A provider that revokes only for authenticated clients (django-oauth-toolkit set to
+/// refuse public clients at its revocation endpoint; its metadata lists
+/// `revocation_endpoint_auth_methods_supported` without `none`): the logout still ends the
+/// session locally, and the outcome says precisely that the refresh token may outlive it —
+/// which the provider confirms by still accepting it.
+#[tokio::test]
+async fn revocation_requiring_client_auth_is_reported_precisely() {
+    let op = latchkey_e2e::dot::DotProvider::start(latchkey_e2e::dot::DotOptions {
+        revocation_requires_client_auth: true,
+        ..Default::default()
+    })
+    .await
+    .expect("django-oauth-toolkit");
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    let meta = client.provider().await.unwrap();
+    assert!(!meta.public_revocation_advertised(), "{meta:?}");
+    let reg = register(&client, None).await.unwrap();
+    let s = sign_in(&client, "alice").await.unwrap();
+    let out = client.logout(EndSessionOptions::default()).await.unwrap();
+    assert!(!out.refresh_token_revoked, "{out:?}");
+    match &out.refresh_token_may_outlive_logout {
+        Some(latchkey::oidc::RevocationGap::ClientAuthenticationRequired { advertised }) => {
+            assert!(advertised.iter().any(|m| m == "client_secret_basic"), "{advertised:?}")
+        }
+        other => panic!("expected ClientAuthenticationRequired, got {other:?}"),
+    }
+    assert!(
+        matches!(out.revocation_error, Some(Error::Provider { ref error, .. }) if error == "invalid_client"),
+        "{out:?}"
+    );
+    // Ended locally all the same.
+    assert_eq!(client.state(), LifecycleState::LoggedOut);
+    assert!(matches!(client.access_token().await, Err(Error::LoggedOut)));
+    // And the provider indeed still honours the refresh token.
+    let rt = s.refresh_token.unwrap();
+    let (status, body) =
+        raw_refresh(&meta.token_endpoint, &reg.client_id, rt.expose()).await.unwrap();
+    assert_eq!(status, 200, "{body}");
 }

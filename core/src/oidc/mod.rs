@@ -20,5 +20,5 @@ pub use end_session::EndSessionOptions;
 pub use id_token::IdTokenInfo;
 pub use logout_token::LogoutToken;
 pub use registration::{ClientRegistration, RegistrationRequest};
-pub use revocation::TokenKind;
+pub use revocation::{RevocationGap, TokenKind};
 pub use token::TokenResponse;
