@@ -726,3 +726,50 @@ async fn revocation_requiring_client_auth_is_reported_precisely() {
         raw_refresh(&meta.token_endpoint, &reg.client_id, rt.expose()).await.unwrap();
     assert_eq!(status, 200, "{body}");
 }
+
+/// RFC 7591 client metadata reaches the provider (node-oidc-provider echoes what it
+/// registered), and a refusal names the field the provider objects to.
+#[tokio::test]
+async fn registration_sends_rfc7591_metadata_and_a_refusal_names_the_field() {
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    let request = latchkey::RegistrationRequest {
+        redirect_uris: vec![flow::REDIRECT_URI.to_string()],
+        client_name: Some("Latchkey e2e".into()),
+        client_uri: Some("https://app.example/".into()),
+        logo_uri: Some("https://app.example/logo.png".into()),
+        tos_uri: Some("https://app.example/tos".into()),
+        policy_uri: Some("https://app.example/privacy".into()),
+        contacts: vec!["dev@app.example".into()],
+        ..Default::default()
+    };
+    let reg = client.register(request.clone()).await.unwrap();
+    // Read back what the provider stored (RFC 7592 read with the registration token).
+    let http = latchkey_e2e::loopback_client(Duration::from_secs(10)).unwrap();
+    let stored: serde_json::Value = http
+        .get(reg.registration_client_uri.clone().unwrap())
+        .bearer_auth(reg.registration_access_token.clone().unwrap().expose())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["client_uri"], "https://app.example/");
+    assert_eq!(stored["logo_uri"], "https://app.example/logo.png");
+    assert_eq!(stored["tos_uri"], "https://app.example/tos");
+    assert_eq!(stored["policy_uri"], "https://app.example/privacy");
+    assert_eq!(stored["contacts"], serde_json::json!(["dev@app.example"]));
+    assert_eq!(stored["application_type"], "native");
+
+    let refused =
+        latchkey::RegistrationRequest { policy_uri: Some("not a web address".into()), ..request };
+    match client.register(refused).await {
+        Err(Error::Provider { error, description: Some(d) }) => {
+            assert_eq!(error, "invalid_client_metadata");
+            assert!(d.starts_with("field `policy_uri`: "), "{d}");
+        }
+        other => panic!("expected a refusal naming policy_uri, got {other:?}"),
+    }
+}
