@@ -53,6 +53,8 @@ pub struct ProviderOptions {
     pub start_timeout: Duration,
     /// Serve the metadata only at the RFC 8414 location (`--oauth-metadata-only`).
     pub oauth_metadata_only: bool,
+    /// RFC 8707 resource servers `https://api.example/*` (`--resource-indicators`).
+    pub resource_indicators: bool,
 }
 
 impl Default for ProviderOptions {
@@ -65,6 +67,7 @@ impl Default for ProviderOptions {
             port: None,
             start_timeout: DEFAULT_START_TIMEOUT,
             oauth_metadata_only: false,
+            resource_indicators: false,
         }
     }
 }
@@ -301,6 +304,7 @@ impl TestProvider {
             .arg("--port")
             .arg(options.port.unwrap_or(0).to_string())
             .args(options.oauth_metadata_only.then_some("--oauth-metadata-only"))
+            .args(options.resource_indicators.then_some("--resource-indicators"))
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -773,3 +773,60 @@ async fn registration_sends_rfc7591_metadata_and_a_refusal_names_the_field() {
         other => panic!("expected a refusal naming policy_uri, got {other:?}"),
     }
 }
+
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT access token");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// RFC 8707: with `resources` configured, `resource` goes on the authorization request, the
+/// code exchange and every refresh. node-oidc-provider (resource indicators on) then binds
+/// each access token to the resource (`aud`); a refresh without `resource` would get a token
+/// for another audience.
+#[tokio::test]
+async fn resource_indicators_are_sent_on_authorize_exchange_and_every_refresh() {
+    let op =
+        TestProvider::start(ProviderOptions { resource_indicators: true, ..Default::default() })
+            .await
+            .expect("test provider");
+    let resource = "https://api.example/mcp";
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(op.issuer(), dir.path(), "app");
+    config.resources = vec![resource.to_string()];
+    let client = file_client(config, dir.path()).unwrap();
+    register(&client, None).await.unwrap();
+    let start = client
+        .start_login(latchkey::AuthorizationOptions {
+            scopes: vec!["openid offline_access api:read".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let url = url::Url::parse(&start.url).unwrap();
+    assert!(url.query_pairs().any(|(k, v)| k == "resource" && v == resource), "{url}");
+    let redirect = latchkey_e2e::login(
+        &start.url,
+        &LoginOptions::default().redirect_prefix(flow::REDIRECT_URI),
+    )
+    .await
+    .unwrap();
+    let s1 = client.finish_login(&redirect).await.unwrap();
+    let claims = jwt_claims(s1.access_token.expose());
+    assert_eq!(claims["aud"], resource, "{claims}");
+    assert_eq!(claims["scope"], "api:read", "{claims}");
+    for generation in 2..=3 {
+        assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation });
+        let token = client.access_token().await.unwrap();
+        let claims = jwt_claims(token.expose());
+        assert_eq!(claims["aud"], resource, "refresh {generation}: {claims}");
+    }
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 2);
+
+    // A resource that is not an absolute URI is a configuration error up front.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut config = test_config(op.issuer(), dir2.path(), "app");
+    config.resources = vec!["not a uri".to_string()];
+    assert!(matches!(file_client(config, dir2.path()), Err(Error::Config { .. })));
+}

@@ -34,8 +34,13 @@ impl Client {
         {
             return Err(Error::config(format!("redirect URI `{redirect_uri}` is not registered")));
         }
-        let (start, pending) =
-            authorize::build(&metadata, &reg.client_id, &redirect_uri, &options)?;
+        let (start, pending) = authorize::build(
+            &metadata,
+            &reg.client_id,
+            &redirect_uri,
+            &options,
+            &self.inner.config.resources,
+        )?;
         lock(&self.inner.pending).insert(start.state.clone(), pending);
         self.inner.event(LifecycleEvent::LoginStarted, None);
         Ok(start)
@@ -91,6 +96,7 @@ impl Client {
                 &code,
                 &pending.redirect_uri,
                 &pending.pkce_verifier,
+                &self.inner.config.resources,
             )
             .await?;
             self.inner.note_server_date(tokens.server_date);

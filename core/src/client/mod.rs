@@ -60,6 +60,11 @@ pub struct ClientConfig {
     pub store_retry: RetryPolicy,
     /// Lease, renewal and wait timings of the cross-process lock.
     pub lock: CoordinatorConfig,
+    /// RFC 8707 resource indicators: absolute URIs (no fragment) of the protected resources
+    /// the tokens are for. Each is sent as `resource` on the authorization request, the code
+    /// exchange and every refresh (the Model Context Protocol's authorization requires
+    /// this). Default empty: none sent.
+    pub resources: Vec<String>,
 }
 
 impl ClientConfig {
@@ -81,6 +86,7 @@ impl ClientConfig {
                 max_delay: Duration::from_secs(1),
             },
             lock: CoordinatorConfig::default(),
+            resources: Vec::new(),
         }
     }
 }
@@ -161,6 +167,7 @@ impl Client {
         if config.account.is_empty() || config.holder.is_empty() {
             return Err(Error::config("account and holder must not be empty"));
         }
+        crate::oidc::authorize::check_resources(&config.resources)?;
         let coordinator =
             Coordinator::open(config.coordination_db.clone(), config.lock.clone(), clock.clone())?;
         // Unique per client in this process: a lease is re-entrant for its holder name.

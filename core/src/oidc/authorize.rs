@@ -61,12 +61,27 @@ const RESERVED: &[&str] = &[
     "code_challenge_method",
 ];
 
-/// Builds the authorization URL and the matching pending request.
+/// Checks RFC 8707 resource indicators: each an absolute URI without a fragment.
+/// Fails with [`Error::Config`] naming the first one that is not.
+pub(crate) fn check_resources(resources: &[String]) -> Result<()> {
+    for r in resources {
+        match Url::parse(r) {
+            Ok(u) if u.fragment().is_none() => {}
+            Ok(_) => return Err(Error::config(format!("resource `{r}` must not have a fragment"))),
+            Err(_) => return Err(Error::config(format!("resource `{r}` is not an absolute URI"))),
+        }
+    }
+    Ok(())
+}
+
+/// Builds the authorization URL and the matching pending request, with one `resource`
+/// parameter per entry of `resources` (RFC 8707).
 pub(crate) fn build(
     metadata: &ProviderMetadata,
     client_id: &str,
     redirect_uri: &str,
     opts: &AuthorizationOptions,
+    resources: &[String],
 ) -> Result<(AuthorizationStart, PendingAuthorization)> {
     let mut url = Url::parse(&metadata.authorization_endpoint)
         .map_err(|_| Error::invalid_response("authorization endpoint is not a URL"))?;
@@ -96,6 +111,9 @@ pub(crate) fn build(
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", challenge.as_str())
             .append_pair("code_challenge_method", "S256");
+        for r in resources {
+            q.append_pair("resource", r);
+        }
         if let Some(p) = &opts.prompt {
             q.append_pair("prompt", p);
         }
@@ -172,6 +190,20 @@ mod tests {
     }
 
     #[test]
+    fn resources_are_sent_and_checked() {
+        let resources = vec!["https://api.example/mcp".to_string(), "urn:example:r".to_string()];
+        let (start, _) =
+            build(&meta(), "cid", "app:/cb", &AuthorizationOptions::default(), &resources).unwrap();
+        let url = Url::parse(&start.url).unwrap();
+        let sent: Vec<String> =
+            url.query_pairs().filter(|(k, _)| k == "resource").map(|(_, v)| v.into()).collect();
+        assert_eq!(sent, resources);
+        assert!(check_resources(&resources).is_ok());
+        assert!(check_resources(&["https://api.example/#x".into()]).is_err());
+        assert!(check_resources(&["/relative".into()]).is_err());
+    }
+
+    #[test]
     fn url_has_pkce_state_nonce_and_options() {
         let opts = AuthorizationOptions {
             scopes: vec!["profile email".into(), "openid".into()],
@@ -181,7 +213,7 @@ mod tests {
             extra_params: vec![("acr_values".into(), "1".into())],
             ..Default::default()
         };
-        let (start, pending) = build(&meta(), "cid", "app:/cb", &opts).unwrap();
+        let (start, pending) = build(&meta(), "cid", "app:/cb", &opts, &[]).unwrap();
         let url = Url::parse(&start.url).unwrap();
         let q: HashMap<_, _> = url.query_pairs().into_owned().collect();
         assert_eq!(q["code_challenge_method"], "S256");
@@ -195,7 +227,7 @@ mod tests {
         // ≥ 128 bits of randomness, base64url: at least 22 characters.
         assert!(start.state.len() >= 22 && pending.nonce.len() >= 22);
         assert!(!start.url.contains(pending.pkce_verifier.expose()));
-        let (again, _) = build(&meta(), "cid", "app:/cb", &opts).unwrap();
+        let (again, _) = build(&meta(), "cid", "app:/cb", &opts, &[]).unwrap();
         assert_ne!(again.state, start.state);
     }
 
@@ -205,14 +237,15 @@ mod tests {
             extra_params: vec![("state".into(), "x".into())],
             ..Default::default()
         };
-        assert!(matches!(build(&meta(), "c", "a:/b", &opts), Err(Error::Config { .. })));
+        assert!(matches!(build(&meta(), "c", "a:/b", &opts, &[]), Err(Error::Config { .. })));
     }
 
     #[test]
     fn pending_is_bounded() {
         let mut p = PendingRequests::default();
         for i in 0..40 {
-            let (_, pend) = build(&meta(), "c", "a:/b", &AuthorizationOptions::default()).unwrap();
+            let (_, pend) =
+                build(&meta(), "c", "a:/b", &AuthorizationOptions::default(), &[]).unwrap();
             p.insert(format!("s{i}"), pend);
         }
         assert_eq!(p.len(), MAX_PENDING);

@@ -85,7 +85,7 @@ pub(crate) async fn request(
     Ok(t)
 }
 
-/// Exchanges an authorization code (with its PKCE verifier).
+/// Exchanges an authorization code (with its PKCE verifier and the RFC 8707 `resources`).
 pub(crate) async fn exchange_code(
     http: &HttpClient,
     token_endpoint: &str,
@@ -93,18 +93,20 @@ pub(crate) async fn exchange_code(
     code: &str,
     redirect_uri: &str,
     verifier: &Secret,
+    resources: &[String],
 ) -> Result<TokenResponse> {
-    let form = [
+    let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", redirect_uri),
         ("client_id", client_id),
         ("code_verifier", verifier.expose()),
     ];
+    form.extend(resources.iter().map(|r| ("resource", r.as_str())));
     Ok(request(http, token_endpoint, &form).await?)
 }
 
-/// Uses a refresh token once.
+/// Uses a refresh token once, sending each of `resources` as an RFC 8707 `resource`.
 ///
 /// A refusal without a usable OAuth error body (400, 401 or 403 with an empty, non-JSON or
 /// non-OAuth body: some providers answer a consumed refresh token this way) is reported as
@@ -116,12 +118,14 @@ pub(crate) async fn refresh(
     token_endpoint: &str,
     client_id: &str,
     refresh_token: &Secret,
+    resources: &[String],
 ) -> std::result::Result<TokenResponse, TokenFailure> {
-    let form = [
+    let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose()),
         ("client_id", client_id),
     ];
+    form.extend(resources.iter().map(|r| ("resource", r.as_str())));
     request(http, token_endpoint, &form)
         .await
         .map_err(|f| TokenFailure { error: bodiless_refusal(f.error), ..f })
