@@ -788,3 +788,37 @@ async fn dot_discover_register_login_and_logout_with_the_hint_handed_to_the_brow
     assert_no_secret(&secrets, &[&d, &reg, &login, &out]);
     env.run(&["token"]).one_line_error(2, "the session was logged out");
 }
+
+/// `--resource` (RFC 8707) reaches every token request: login's code exchange and later
+/// refreshes get access tokens bound to the resource.
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_option_binds_every_access_token() {
+    let op =
+        TestProvider::start(ProviderOptions { resource_indicators: true, ..Default::default() })
+            .await
+            .expect("test provider");
+    let resource = "https://api.example/mcp";
+    let env = Env::new(op.issuer());
+    env.register();
+    let (url, run) = env
+        .login(
+            LoginOptions::default(),
+            &["--resource", resource, "--scope", "offline_access", "--scope", "api:read"],
+        )
+        .await;
+    run.expect(0);
+    assert!(url["authorization_url"].as_str().unwrap().contains("resource="), "{url}");
+    let aud = |token: &str| {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).expect("JWT access token").to_string();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["aud"].clone()
+    };
+    let t1 = env.run(&["token", "--resource", resource]).expect(0).stdout.trim().to_string();
+    assert_eq!(aud(&t1), resource);
+    env.run(&["refresh", "--resource", resource]).expect(0);
+    let t2 = env.run(&["token", "--resource", resource]).expect(0).stdout.trim().to_string();
+    assert_ne!(t1, t2);
+    assert_eq!(aud(&t2), resource);
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 1);
+}

@@ -50,6 +50,11 @@ pub struct Global {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub insecure_loopback: bool,
+    /// An RFC 8707 resource indicator (repeatable): sent as `resource` on the authorization
+    /// request, the code exchange and every refresh. Give the same ones to every command
+    /// that may refresh (token, refresh, watch).
+    #[arg(long = "resource", global = true, value_name = "URI", value_parser = any_url)]
+    pub resources: Vec<String>,
     /// Print machine-readable JSON (one object per line); errors too, on stderr.
     #[arg(long, global = true)]
     pub json: bool,
