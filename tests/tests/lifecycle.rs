@@ -640,6 +640,8 @@ latchkey_e2e::for_each_provider!(
     tokens_never_reach_debug_or_errors,
     reuse_of_a_rotated_refresh_token_revokes_the_family,
     concurrent_callers_share_one_refresh,
+    max_age_is_checked_against_auth_time,
+    prompt_login_is_checked_against_auth_time,
 );
 
 /// A refresh answered 400 with an empty or non-JSON body (as some providers answer a
@@ -829,4 +831,98 @@ async fn resource_indicators_are_sent_on_authorize_exchange_and_every_refresh() 
     let mut config = test_config(op.issuer(), dir2.path(), "app");
     config.resources = vec!["not a uri".to_string()];
     assert!(matches!(file_client(config, dir2.path()), Err(Error::Config { .. })));
+}
+
+/// Registers with `require_auth_time` (node-oidc-provider then always sends auth_time).
+async fn register_requiring_auth_time(client: &latchkey::Client) {
+    let mut extra = serde_json::Map::new();
+    extra.insert("require_auth_time".into(), serde_json::json!(true));
+    client
+        .register(latchkey::RegistrationRequest {
+            redirect_uris: vec![flow::REDIRECT_URI.to_string()],
+            extra,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+async fn login_in(
+    browser: &latchkey_e2e::Browser,
+    client: &latchkey::Client,
+    options: latchkey::AuthorizationOptions,
+) -> latchkey::Result<latchkey::Session> {
+    let start = client
+        .start_login(latchkey::AuthorizationOptions {
+            scopes: vec!["openid profile".into()],
+            ..options
+        })
+        .await
+        .unwrap();
+    let opts = LoginOptions::default().redirect_prefix(flow::REDIRECT_URI);
+    let redirect = browser.login(&start.url, &opts).await.expect("headless login");
+    client.finish_login(&redirect).await
+}
+
+/// `max_age` is checked against `auth_time`. node-oidc-provider makes the user log in again
+/// (a new auth_time); django-oauth-toolkit ignores max_age and reuses the browser session,
+/// so the login ends with the typed ReauthenticationNotPerformed and the previous session
+/// is kept.
+async fn max_age_is_checked_against_auth_time(kind: ProviderKind) {
+    let op = kind.start(60).await.expect("provider");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(op.issuer(), dir.path(), "app");
+    config.clock_skew = Duration::from_secs(1);
+    let client = file_client(config, dir.path()).unwrap();
+    register_requiring_auth_time(&client).await;
+    let browser = latchkey_e2e::Browser::new().unwrap();
+    let s1 = login_in(&browser, &client, Default::default()).await.unwrap();
+    let first_auth = s1.auth_time.expect("auth_time");
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let max_age = latchkey::AuthorizationOptions {
+        max_age: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    match (kind, login_in(&browser, &client, max_age).await) {
+        (ProviderKind::Node, Ok(s2)) => {
+            assert!(s2.auth_time.unwrap() >= first_auth + 3, "a new login: {s2:?}")
+        }
+        (
+            ProviderKind::Dot,
+            Err(Error::ReauthenticationNotPerformed {
+                problem:
+                    latchkey::oidc::AuthTimeProblem::OlderThanMaxAge {
+                        auth_time,
+                        max_age_secs,
+                        age_secs,
+                    },
+            }),
+        ) => {
+            assert_eq!(auth_time, first_auth);
+            assert_eq!(max_age_secs, 1);
+            assert!(age_secs >= 3, "{age_secs}");
+            let kept = client.session().unwrap();
+            assert_eq!(kept.generation, s1.generation, "the previous session is kept");
+            assert_eq!(kept.access_token, s1.access_token);
+        }
+        (kind, other) => panic!("{kind}: unexpected {other:?}"),
+    }
+}
+
+/// `prompt=login`: both providers make the user log in again, and the client checks that
+/// `auth_time` does not predate the request.
+async fn prompt_login_is_checked_against_auth_time(kind: ProviderKind) {
+    let op = kind.start(60).await.expect("provider");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(op.issuer(), dir.path(), "app");
+    config.clock_skew = Duration::from_secs(1);
+    let client = file_client(config, dir.path()).unwrap();
+    register_requiring_auth_time(&client).await;
+    let browser = latchkey_e2e::Browser::new().unwrap();
+    let s1 = login_in(&browser, &client, Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let again =
+        latchkey::AuthorizationOptions { prompt: Some("login".into()), ..Default::default() };
+    let s2 = login_in(&browser, &client, again).await.unwrap();
+    assert!(s2.auth_time.unwrap() >= s1.auth_time.unwrap() + 2, "{s1:?} {s2:?}");
 }

@@ -3,6 +3,7 @@
 use crate::client::{lock, Client, Inner};
 use crate::error::{Error, Result};
 use crate::lock::SessionState;
+use crate::oidc::auth_time;
 use crate::oidc::authorize::{self, AuthorizationOptions, AuthorizationStart};
 use crate::oidc::callback::{self, CallbackParams};
 use crate::oidc::id_token::{self, Expectations, NonceRule};
@@ -34,13 +35,14 @@ impl Client {
         {
             return Err(Error::config(format!("redirect URI `{redirect_uri}` is not registered")));
         }
-        let (start, pending) = authorize::build(
+        let (start, mut pending) = authorize::build(
             &metadata,
             &reg.client_id,
             &redirect_uri,
             &options,
             &self.inner.config.resources,
         )?;
+        pending.reauth.requested_at = unix_secs(self.inner.provider_now());
         lock(&self.inner.pending).insert(start.state.clone(), pending);
         self.inner.event(LifecycleEvent::LoginStarted, None);
         Ok(start)
@@ -66,6 +68,8 @@ impl Client {
     /// Fails with [`Error::UnknownState`] (the pending requests are left untouched),
     /// [`Error::IssuerMismatch`] / [`Error::MissingIssuer`] (RFC 9207),
     /// [`Error::Authorization`] for an error redirect, [`Error::IdToken`],
+    /// [`Error::ReauthenticationNotPerformed`] when the request asked for `max_age` or
+    /// `prompt=login` and `auth_time` shows no such re-authentication (nothing is saved),
     /// [`Error::Store`] when the session cannot be saved, and network errors.
     pub async fn finish_login(&self, redirect_url: &str) -> Result<Session> {
         let params = callback::parse(redirect_url)?;
@@ -110,6 +114,14 @@ impl Client {
                     &pending.scopes,
                 )
                 .await?;
+            // max_age / prompt=login: the re-authentication must show in auth_time.
+            auth_time::check(
+                &pending.reauth,
+                session.auth_time,
+                unix_secs(self.inner.provider_now()),
+                self.inner.config.clock_skew,
+            )
+            .map_err(|problem| Error::ReauthenticationNotPerformed { problem })?;
             self.inner.commit_new_session(session).await
         }
         .await;
@@ -289,5 +301,12 @@ mod tests {
         assert!(redirect_uri_registered(&reg, "app:/cb"));
         assert!(!redirect_uri_registered(&reg, "http://127.0.0.1:5555/other"));
         assert!(!redirect_uri_registered(&reg, "app:/other"));
+    }
+}
+
+fn unix_secs(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
     }
 }

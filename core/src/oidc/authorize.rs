@@ -8,6 +8,7 @@ use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::oidc::auth_time::ReauthRequest;
 use crate::oidc::discovery::ProviderMetadata;
 use crate::secret::Secret;
 
@@ -18,8 +19,13 @@ pub struct AuthorizationOptions {
     pub redirect_uri: Option<String>,
     /// Scopes; `openid` is always included. Defaults to `openid`.
     pub scopes: Vec<String>,
-    /// `prompt` (e.g. `login`, `consent`).
+    /// `prompt` (e.g. `login`, `consent`). With `login`, [`Client::finish_login`]
+    /// (crate::Client::finish_login) checks that `auth_time` does not predate the request.
     pub prompt: Option<String>,
+    /// `max_age`: the longest time since the user last authenticated. [`Client::finish_login`]
+    /// (crate::Client::finish_login) checks `auth_time` against it and fails with
+    /// [`Error::ReauthenticationNotPerformed`] when it is older.
+    pub max_age: Option<Duration>,
     /// `login_hint`.
     pub login_hint: Option<String>,
     /// `ui_locales`, space separated.
@@ -48,6 +54,9 @@ pub(crate) struct PendingAuthorization {
     pub pkce_verifier: Secret,
     pub scopes: Vec<String>,
     pub created: Instant,
+    /// What re-authentication was asked for (`max_age`, `prompt=login`); its
+    /// `requested_at` is set by the caller, which knows the provider's clock.
+    pub reauth: ReauthRequest,
 }
 
 const RESERVED: &[&str] = &[
@@ -59,6 +68,7 @@ const RESERVED: &[&str] = &[
     "nonce",
     "code_challenge",
     "code_challenge_method",
+    "max_age",
 ];
 
 /// Checks RFC 8707 resource indicators: each an absolute URI without a fragment.
@@ -117,6 +127,9 @@ pub(crate) fn build(
         if let Some(p) = &opts.prompt {
             q.append_pair("prompt", p);
         }
+        if let Some(m) = opts.max_age {
+            q.append_pair("max_age", &m.as_secs().to_string());
+        }
         if let Some(h) = &opts.login_hint {
             q.append_pair("login_hint", h);
         }
@@ -135,6 +148,14 @@ pub(crate) fn build(
         pkce_verifier: Secret::new(verifier.secret().clone()),
         scopes,
         created: Instant::now(),
+        reauth: ReauthRequest {
+            max_age_secs: opts.max_age.map(|m| m.as_secs()),
+            prompt_login: opts
+                .prompt
+                .as_deref()
+                .is_some_and(|p| p.split(' ').any(|x| x == "login")),
+            requested_at: 0,
+        },
     };
     Ok((AuthorizationStart { url: url.to_string(), state }, pending))
 }

@@ -1,6 +1,7 @@
 //! The OpenID Connect / OAuth 2.0 protocol pieces, one concern per file. These are the
 //! building blocks of [`Client`](crate::Client); none of them persists anything.
 
+pub mod auth_time;
 pub mod authorize;
 pub(crate) mod callback;
 pub mod discovery;
@@ -14,6 +15,7 @@ pub mod revocation;
 pub mod token;
 pub(crate) mod userinfo;
 
+pub use auth_time::AuthTimeProblem;
 pub use authorize::{AuthorizationOptions, AuthorizationStart};
 pub use discovery::{Discovery, MetadataSource, ProviderMetadata};
 pub use end_session::EndSessionOptions;
