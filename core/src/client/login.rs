@@ -42,7 +42,7 @@ impl Client {
             &options,
             &self.inner.config.resources,
         )?;
-        pending.reauth.requested_at = unix_secs(self.inner.provider_now());
+        pending.reauth.requested_at = auth_time::unix_secs(self.inner.provider_now());
         lock(&self.inner.pending).insert(start.state.clone(), pending);
         self.inner.event(LifecycleEvent::LoginStarted, None);
         Ok(start)
@@ -118,7 +118,7 @@ impl Client {
             auth_time::check(
                 &pending.reauth,
                 session.auth_time,
-                unix_secs(self.inner.provider_now()),
+                auth_time::unix_secs(self.inner.provider_now()),
                 self.inner.config.clock_skew,
             )
             .map_err(|problem| Error::ReauthenticationNotPerformed { problem })?;
@@ -301,12 +301,5 @@ mod tests {
         assert!(redirect_uri_registered(&reg, "app:/cb"));
         assert!(!redirect_uri_registered(&reg, "http://127.0.0.1:5555/other"));
         assert!(!redirect_uri_registered(&reg, "app:/other"));
-    }
-}
-
-fn unix_secs(t: std::time::SystemTime) -> i64 {
-    match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(_) => 0,
     }
 }

@@ -63,6 +63,14 @@ impl std::fmt::Display for AuthTimeProblem {
     }
 }
 
+/// Unix seconds of `t` (0 before the epoch).
+pub(crate) fn unix_secs(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
 /// Checks `auth_time` against the request, tolerating `skew` of clock difference.
 pub(crate) fn check(
     request: &ReauthRequest,
