@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The one test entry point of Latchkey: installs what the tests need on a fresh machine
-# (npm packages of the test provider, the django-oauth-toolkit virtualenv, the Kotlin compiler, the Swift chroot; cached copies
-# are reused) and runs every test: Rust unit and end-to-end tests against the real test
-# provider with real processes, then the Swift and Kotlin binding tests.
+# (npm packages of the test provider, the django-oauth-toolkit virtualenv, the Kotlin
+# compiler, the Swift chroot; cached copies are reused) and runs every test: Rust unit and
+# end-to-end tests against the real test providers (node-oidc-provider and
+# django-oauth-toolkit) with real processes, then the Swift and Kotlin binding tests.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --rust     Rust only (lint + unit + end-to-end)
 #
 # Environment: LATCHKEY_SOAK_SECS (multi-process soak length, default 30),
+# LATCHKEY_DOT_SOAK_SECS (the same against django-oauth-toolkit, default 6),
+# LATCHKEY_DOT_CACHE (where the virtualenv is cached, default /var/cache/latchkey),
 # LATCHKEY_KILL_TRIALS (SIGKILL trials, default 20), LATCHKEY_SKIP_SWIFT=1,
 # LATCHKEY_SKIP_KOTLIN=1.
 set -euo pipefail

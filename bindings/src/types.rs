@@ -299,6 +299,8 @@ impl From<LoginOptions> for latchkey::AuthorizationOptions {
             prompt: o.prompt,
             login_hint: o.login_hint,
             ui_locales: o.ui_locales,
+            // `max_age` travels in extra_params; the core checks auth_time against it.
+            max_age: None,
             extra_params,
         }
     }

@@ -68,7 +68,6 @@ const RESERVED: &[&str] = &[
     "nonce",
     "code_challenge",
     "code_challenge_method",
-    "max_age",
 ];
 
 /// Checks RFC 8707 resource indicators: each an absolute URI without a fragment.
@@ -111,6 +110,19 @@ pub(crate) fn build(
             return Err(Error::config(format!("`{k}` is set by Latchkey itself")));
         }
     }
+    // `max_age` may also come as an extra parameter (the bindings pass it so): it is
+    // checked against auth_time all the same.
+    let mut max_age_secs = opts.max_age.map(|m| m.as_secs());
+    for (_, v) in opts.extra_params.iter().filter(|(k, _)| k == "max_age") {
+        let n: u64 = v
+            .parse()
+            .map_err(|_| Error::config(format!("max_age `{v}` is not a number of seconds")))?;
+        if max_age_secs.is_some_and(|m| m != n) {
+            return Err(Error::config("max_age is given twice with different values"));
+        }
+        max_age_secs = Some(n);
+    }
+    let max_age_in_extra = opts.extra_params.iter().any(|(k, _)| k == "max_age");
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code")
@@ -127,8 +139,8 @@ pub(crate) fn build(
         if let Some(p) = &opts.prompt {
             q.append_pair("prompt", p);
         }
-        if let Some(m) = opts.max_age {
-            q.append_pair("max_age", &m.as_secs().to_string());
+        if let (Some(m), false) = (max_age_secs, max_age_in_extra) {
+            q.append_pair("max_age", &m.to_string());
         }
         if let Some(h) = &opts.login_hint {
             q.append_pair("login_hint", h);
@@ -149,7 +161,7 @@ pub(crate) fn build(
         scopes,
         created: Instant::now(),
         reauth: ReauthRequest {
-            max_age_secs: opts.max_age.map(|m| m.as_secs()),
+            max_age_secs,
             prompt_login: opts
                 .prompt
                 .as_deref()
@@ -208,6 +220,27 @@ mod tests {
             "token_endpoint": "https://op.example/token"
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn max_age_typed_or_extra_is_sent_once_and_remembered() {
+        let typed =
+            AuthorizationOptions { max_age: Some(Duration::from_secs(30)), ..Default::default() };
+        let extra = AuthorizationOptions {
+            extra_params: vec![("max_age".into(), "30".into())],
+            ..Default::default()
+        };
+        for opts in [typed, extra] {
+            let (start, pending) = build(&meta(), "cid", "app:/cb", &opts, &[]).unwrap();
+            let url = Url::parse(&start.url).unwrap();
+            assert_eq!(url.query_pairs().filter(|(k, v)| k == "max_age" && v == "30").count(), 1);
+            assert_eq!(pending.reauth.max_age_secs, Some(30));
+        }
+        let bad = AuthorizationOptions {
+            extra_params: vec![("max_age".into(), "soon".into())],
+            ..Default::default()
+        };
+        assert!(matches!(build(&meta(), "c", "a:/b", &bad, &[]), Err(Error::Config { .. })));
     }
 
     #[test]
