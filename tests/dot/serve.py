@@ -8,7 +8,7 @@ Exits when stdin closes and on SIGTERM / SIGINT. Request logs go to stderr.
 
     python serve.py [--port N] [--access-token-ttl S] [--id-token-ttl S]
                     [--refresh-token-ttl S] [--state-dir DIR]
-                    [--revocation-requires-client-auth]
+                    [--revocation-requires-client-auth] [--ignore-prompt-login]
 """
 
 import argparse
@@ -36,6 +36,11 @@ def parse_args():
         "--revocation-requires-client-auth",
         action="store_true",
         help="refuse revocation by public clients (invalid_client), as some providers do",
+    )
+    p.add_argument(
+        "--ignore-prompt-login",
+        action="store_true",
+        help="drop prompt=login from authorization requests, as some providers do",
     )
     return p.parse_args()
 
@@ -109,6 +114,8 @@ def main():
     os.environ["LATCHKEY_DOT_REFRESH_TOKEN_TTL"] = str(args.refresh_token_ttl)
     if args.revocation_requires_client_auth:
         os.environ["LATCHKEY_DOT_REVOCATION_CLIENT_AUTH"] = "1"
+    if args.ignore_prompt_login:
+        os.environ["LATCHKEY_DOT_IGNORE_PROMPT_LOGIN"] = "1"
     sys.path.insert(0, str(HERE))
 
     import django

@@ -45,6 +45,9 @@ pub struct DotOptions {
     /// (`--revocation-requires-client-auth`), as providers that accept only
     /// `client_secret_basic` there do. Default false.
     pub revocation_requires_client_auth: bool,
+    /// Drop `login` from the `prompt` of authorization requests (`--ignore-prompt-login`),
+    /// as a widely used provider does while advertising it. Default false.
+    pub ignore_prompt_login: bool,
 }
 
 impl Default for DotOptions {
@@ -55,6 +58,7 @@ impl Default for DotOptions {
             refresh_token_ttl_secs: 86_400,
             start_timeout: DEFAULT_START_TIMEOUT,
             revocation_requires_client_auth: false,
+            ignore_prompt_login: false,
         }
     }
 }
@@ -167,6 +171,7 @@ impl DotProvider {
                     .revocation_requires_client_auth
                     .then_some("--revocation-requires-client-auth"),
             )
+            .args(options.ignore_prompt_login.then_some("--ignore-prompt-login"))
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("PYTHONUNBUFFERED", "1")
             .current_dir(&dir)

@@ -926,3 +926,40 @@ async fn prompt_login_is_checked_against_auth_time(kind: ProviderKind) {
     let s2 = login_in(&browser, &client, again).await.unwrap();
     assert!(s2.auth_time.unwrap() >= s1.auth_time.unwrap() + 2, "{s1:?} {s2:?}");
 }
+
+/// A provider that ignores `prompt=login` (django-oauth-toolkit set to drop it, as a widely
+/// used provider does while advertising it) reuses the browser session: `auth_time`
+/// predates the request, so the login ends with the typed ReauthenticationNotPerformed and
+/// the previous session is kept.
+#[tokio::test]
+async fn ignored_prompt_login_is_reported_typed() {
+    let op = latchkey_e2e::dot::DotProvider::start(latchkey_e2e::dot::DotOptions {
+        ignore_prompt_login: true,
+        ..Default::default()
+    })
+    .await
+    .expect("django-oauth-toolkit");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(op.issuer(), dir.path(), "app");
+    config.clock_skew = Duration::from_secs(1);
+    let client = file_client(config, dir.path()).unwrap();
+    assert!(client.provider().await.unwrap().prompt_values_supported.iter().any(|p| p == "login"));
+    register_requiring_auth_time(&client).await;
+    let browser = latchkey_e2e::Browser::new().unwrap();
+    let s1 = login_in(&browser, &client, Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let again =
+        latchkey::AuthorizationOptions { prompt: Some("login".into()), ..Default::default() };
+    match login_in(&browser, &client, again).await {
+        Err(Error::ReauthenticationNotPerformed {
+            problem: latchkey::oidc::AuthTimeProblem::PredatesRequest { auth_time, requested_at },
+        }) => {
+            assert_eq!(Some(auth_time), s1.auth_time);
+            assert!(requested_at >= auth_time + 2, "{requested_at} {auth_time}");
+        }
+        other => panic!("expected PredatesRequest, got {other:?}"),
+    }
+    let kept = client.session().unwrap();
+    assert_eq!((kept.generation, kept.access_token), (s1.generation, s1.access_token));
+    assert_eq!(client.state(), LifecycleState::Authenticated);
+}
