@@ -79,6 +79,14 @@ async fn full_lifecycle(kind: ProviderKind) {
     let s2 = client.session().unwrap();
     assert_ne!(s2.access_token, s1.access_token);
     assert_ne!(s2.refresh_token, s1.refresh_token);
+    if kind == ProviderKind::Dot {
+        // Known deviation: django-oauth-toolkit deletes the previous access token when it
+        // rotates (what `token_rejected` handling must cope with).
+        let userinfo = meta.userinfo_endpoint.clone().unwrap();
+        let http = latchkey_e2e::loopback_client(Duration::from_secs(10)).unwrap();
+        let old = http.get(&userinfo).bearer_auth(s1.access_token.expose()).send().await.unwrap();
+        assert_eq!(old.status().as_u16(), 401, "the old access token is gone");
+    }
     if let Some(c) = op.counters().await.unwrap() {
         assert_eq!(c.refresh_grants, 1);
     }
