@@ -640,7 +640,24 @@ async fn concurrent_callers_share_one_refresh(kind: ProviderKind) {
     assert_eq!(client.userinfo().await.unwrap()["sub"], "alice");
 }
 
+/// An issuer configured with a trailing slash the provider does not use: discovery refuses
+/// it (issuers compare exactly) and the error names the exact issuer to configure.
+async fn trailing_slash_issuer_error_names_the_issuer(kind: ProviderKind) {
+    let op = kind.start(60).await.expect("provider");
+    let dir = tempfile::tempdir().unwrap();
+    let slashed = format!("{}/", op.issuer());
+    let client = file_client(test_config(&slashed, dir.path(), "app"), dir.path()).unwrap();
+    match client.provider().await {
+        Err(Error::InvalidResponse { reason }) => {
+            assert!(reason.contains("trailing slash"), "{reason}");
+            assert!(reason.contains(&format!("configure `{}`", op.issuer())), "{reason}");
+        }
+        other => panic!("expected InvalidResponse, got {other:?}"),
+    }
+}
+
 latchkey_e2e::for_each_provider!(
+    trailing_slash_issuer_error_names_the_issuer,
     full_lifecycle,
     unknown_state_is_rejected_and_pending_kept,
     iss_mismatch_and_missing_iss_are_rejected,
