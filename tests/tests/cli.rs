@@ -822,3 +822,15 @@ async fn resource_option_binds_every_access_token() {
     assert_eq!(aud(&t2), resource);
     assert_eq!(op.counters().await.unwrap().refresh_grants, 1);
 }
+
+/// `login --max-age` asks for it and the fresh login passes the auth_time check.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_max_age_is_sent_and_checked() {
+    let op = provider(60).await;
+    let env = Env::new(op.issuer());
+    env.register();
+    let (url, run) = env.login(LoginOptions::default(), &["--max-age", "60"]).await;
+    run.expect(0);
+    let url = url::Url::parse(url["authorization_url"].as_str().unwrap()).unwrap();
+    assert!(url.query_pairs().any(|(k, v)| k == "max_age" && v == "60"), "{url}");
+}

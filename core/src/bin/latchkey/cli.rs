@@ -167,6 +167,11 @@ pub struct LoginArgs {
     /// The OpenID Connect `login_hint` parameter.
     #[arg(long, value_name = "HINT")]
     pub login_hint: Option<String>,
+    /// The OpenID Connect `max_age`: the sign-in fails (exit 4,
+    /// reauthentication_not_performed) when the provider's `auth_time` is older. With
+    /// `--prompt login`, an `auth_time` predating the request fails the same way.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_age: Option<u64>,
     /// Give up waiting for the browser's redirect after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,

@@ -118,6 +118,7 @@ pub async fn login(g: &Global, args: LoginArgs) -> Result<(), CliError> {
             scopes,
             prompt: args.prompt,
             login_hint: args.login_hint,
+            max_age: args.max_age.map(Duration::from_secs),
             ..Default::default()
         })
         .await
