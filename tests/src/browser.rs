@@ -412,6 +412,24 @@ mod tests {
     }
 
     #[test]
+    fn posts_the_hidden_inputs_of_the_chosen_form_only() {
+        let html = r#"<form method="post" action="/login" data-prompt="login">
+<input type="hidden" name="csrfmiddlewaretoken" value="tok&amp;1">
+<input type="hidden" name="next" value="/authorize/?a=1">
+<input name="login"></form>
+<form method="post" action="/x" data-prompt="abort"><input type="hidden" name="other" value="no"></form>"#;
+        assert_eq!(
+            form_hidden_fields(html, "login"),
+            vec![
+                ("csrfmiddlewaretoken".to_string(), "tok&1".to_string()),
+                ("next".to_string(), "/authorize/?a=1".to_string())
+            ]
+        );
+        assert_eq!(form_hidden_fields(html, "abort"), vec![("other".into(), "no".into())]);
+        assert!(form_hidden_fields(html, "consent").is_empty());
+    }
+
+    #[test]
     fn refuses_non_loopback() {
         assert!(parse_loopback("http://127.0.0.1:1/x").is_ok());
         assert!(parse_loopback("http://localhost/x").is_ok());
