@@ -33,6 +33,13 @@ exec 9>"$cache/dot-venv.lock"
 flock -w 600 9
 if [[ ! -f "$marker" ]]; then
     python="${LATCHKEY_PYTHON:-python3}"
+    # Debian's python3 has no venv/ensurepip without the python3-venv package.
+    if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &&
+        [[ "$(id -u)" == 0 ]]; then
+        echo "installing python3-venv" >&2
+        apt-get install -y -qq python3-venv >&2 ||
+            { apt-get update -qq >&2 && apt-get install -y -qq python3-venv >&2; }
+    fi
     rm -rf "$venv"
     echo "installing django-oauth-toolkit into $venv" >&2
     "$python" -m venv "$venv" >&2
