@@ -19,12 +19,14 @@ pub struct AuthorizationOptions {
     pub redirect_uri: Option<String>,
     /// Scopes; `openid` is always included. Defaults to `openid`.
     pub scopes: Vec<String>,
-    /// `prompt` (e.g. `login`, `consent`). With `login`, [`Client::finish_login`]
-    /// (crate::Client::finish_login) checks that `auth_time` does not predate the request.
+    /// `prompt` (e.g. `login`, `consent`). With `login`,
+    /// [`Client::finish_login`](crate::Client::finish_login) checks that `auth_time` does
+    /// not predate the request.
     pub prompt: Option<String>,
-    /// `max_age`: the longest time since the user last authenticated. [`Client::finish_login`]
-    /// (crate::Client::finish_login) checks `auth_time` against it and fails with
-    /// [`Error::ReauthenticationNotPerformed`] when it is older.
+    /// `max_age`: the longest time since the user last authenticated.
+    /// [`Client::finish_login`](crate::Client::finish_login) checks `auth_time` against it
+    /// and fails with [`Error::ReauthenticationNotPerformed`] when it is older. May also be
+    /// given as an `extra_params` entry.
     pub max_age: Option<Duration>,
     /// `login_hint`.
     pub login_hint: Option<String>,
