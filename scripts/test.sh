@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The one test entry point of Latchkey: installs what the tests need on a fresh machine
-# (npm packages of the test provider, the Kotlin compiler, the Swift chroot; cached copies
-# are reused) and runs every test: Rust unit and end-to-end tests against the real test
-# provider with real processes, then the Swift and Kotlin binding tests.
+# (npm packages of the test provider, the django-oauth-toolkit virtualenv, the Kotlin
+# compiler, the Swift chroot; cached copies are reused) and runs every test: Rust unit and
+# end-to-end tests against the real test providers (node-oidc-provider and
+# django-oauth-toolkit) with real processes, then the Swift and Kotlin binding tests.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --rust     Rust only (lint + unit + end-to-end)
 #
 # Environment: LATCHKEY_SOAK_SECS (multi-process soak length, default 30),
+# LATCHKEY_DOT_SOAK_SECS (the same against django-oauth-toolkit, default 6),
+# LATCHKEY_DOT_CACHE (where the virtualenv is cached, default /var/cache/latchkey),
 # LATCHKEY_KILL_TRIALS (SIGKILL trials, default 20), LATCHKEY_SKIP_SWIFT=1,
 # LATCHKEY_SKIP_KOTLIN=1. The test provider's npm packages are installed once, here; test
 # binaries run with LATCHKEY_OP_NO_NPM=1 and never run npm themselves.
@@ -32,6 +35,10 @@ if [ ! -f tests/op/node_modules/oidc-provider/package.json ] ||
   printf '%s' "$op_lock_digest" >"$op_marker"
 fi
 export LATCHKEY_OP_NO_NPM=1
+
+step "second test provider: django-oauth-toolkit (tests/dot, cached virtualenv)"
+LATCHKEY_DOT_PYTHON=$(scripts/install-dot.sh)
+export LATCHKEY_DOT_PYTHON
 
 step "format and lints"
 cargo fmt --all -- --check

@@ -191,9 +191,10 @@ impl ClientRegistration {
     /// Fails with [`LatchkeyError::Config`] when the JSON is not a registration.
     #[uniffi::constructor]
     pub fn from_json(json: String) -> Result<Arc<Self>, LatchkeyError> {
-        serde_json::from_str(&json).map(|r| Arc::new(Self(r))).map_err(|e| LatchkeyError::Config {
-            reason: format!("invalid registration JSON: {e}"),
-        })
+        // The core parser's error never quotes the JSON (it may hold the access token).
+        latchkey::ClientRegistration::from_json(&json)
+            .map(|r| Arc::new(Self(r)))
+            .map_err(LatchkeyError::from)
     }
 
     /// The registration as JSON, to persist. Never fails.
@@ -298,6 +299,8 @@ impl From<LoginOptions> for latchkey::AuthorizationOptions {
             prompt: o.prompt,
             login_hint: o.login_hint,
             ui_locales: o.ui_locales,
+            // `max_age` travels in extra_params; the core checks auth_time against it.
+            max_age: None,
             extra_params,
         }
     }

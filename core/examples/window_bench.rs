@@ -31,8 +31,7 @@ async fn serve(listener: TcpListener, issuer: String) {
         let mut buf = vec![0u8; 8192];
         let mut len = 0;
         // Read the head and (for POST) the body announced by Content-Length.
-        loop {
-            let Ok(n) = sock.read(&mut buf[len..]).await else { break };
+        while let Ok(n) = sock.read(&mut buf[len..]).await {
             if n == 0 {
                 break;
             }

@@ -58,6 +58,15 @@ pub enum Error {
     /// The app is not registered with the provider (no client_id known).
     #[error("no client registration for this issuer")]
     NotRegistered,
+    /// A login started with `max_age` or `prompt=login` came back without the
+    /// re-authentication asked for (`auth_time` too old, predating the request, or missing).
+    /// The new tokens were discarded; the previous session, if any, is kept. Start the login
+    /// again, or accept the older authentication by logging in without the option.
+    #[error("the provider did not re-authenticate the user as asked: {problem}")]
+    ReauthenticationNotPerformed {
+        /// What `auth_time` showed.
+        problem: crate::oidc::AuthTimeProblem,
+    },
     /// The authorization response's `state` matches no pending request.
     #[error("the authorization response does not match any pending request")]
     UnknownState,

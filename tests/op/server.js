@@ -20,7 +20,7 @@ console.log = console.error;
 console.info = console.error;
 console.debug = console.error;
 
-const { default: Provider } = await import('oidc-provider');
+const { default: Provider, errors: opErrors } = await import('oidc-provider');
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -37,6 +37,8 @@ const HELP = `usage: node server.js [options]
   --no-stdin-watch          do not exit when stdin closes
   --oauth-metadata-only     serve the metadata only at /.well-known/oauth-authorization-server
                             (RFC 8414), answering 404 for /.well-known/openid-configuration
+  --resource-indicators     RFC 8707: resources https://api.example/* get JWT access tokens
+                            (scope api:read, aud = the resource); other resources invalid_target
   --parent-pid PID          exit when process PID is gone (checked every second)
 Each option can also come from the environment: OP_PORT, OP_ACCESS_TOKEN_TTL, OP_ID_TOKEN_TTL,
 OP_REFRESH_TOKEN_TTL, OP_CLOCK_TOLERANCE, OP_REUSE_INTERVAL, OP_NO_STDIN_WATCH=1, OP_PARENT_PID.`;
@@ -76,6 +78,8 @@ function parseOptions(argv, env) {
       opts.stdinWatch = false;
     } else if (arg === '--oauth-metadata-only') {
       opts.oauthMetadataOnly = true;
+    } else if (arg === '--resource-indicators') {
+      opts.resourceIndicators = true;
     } else if (valued[arg]) {
       if (value === undefined) {
         i += 1;
@@ -102,6 +106,7 @@ function parseOptions(argv, env) {
     reuseInterval: int('--reuse-interval', opts.reuseInterval, 0, 0),
     stdinWatch: opts.stdinWatch,
     oauthMetadataOnly: opts.oauthMetadataOnly === true,
+    resourceIndicators: opts.resourceIndicators === true,
     parentPid: int('--parent-pid', opts.parentPid, 0, 0),
   };
 }
@@ -474,6 +479,14 @@ function buildProvider(issuer) {
       userinfo: { enabled: true },
       introspection: { enabled: true },
       backchannelLogout: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        useGrantedResource: async () => false,
+        async getResourceServerInfo(_ctx, indicator) {
+          if (!options.resourceIndicators || !indicator.startsWith('https://api.example/')) throw new opErrors.InvalidTarget();
+          return { scope: 'api:read', audience: indicator, accessTokenFormat: 'jwt', accessTokenTTL: runtime.accessTokenTtl };
+        },
+      },
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx, form) {

@@ -1,5 +1,7 @@
 //! A headless user: plays the browser in the authorization code flow against the test
-//! provider's own login and consent pages (`tests/op/server.js`), with its own cookie jar.
+//! providers' login and consent pages (`tests/op/server.js`, and the Django pages of
+//! `tests/dot`), with its own cookie jar. Each form is posted with its hidden inputs (CSRF
+//! tokens, the authorization request's parameters).
 //!
 //! Only loopback URLs are ever requested; redirects are followed by hand until the first
 //! `Location` that goes back to the app.
@@ -169,6 +171,22 @@ fn form_action(html: &str, prompt: &str) -> Option<String> {
         .and_then(|tag| attribute(tag, "action"))
 }
 
+/// The hidden inputs (`name`, `value`) inside the `<form data-prompt="PROMPT">`.
+fn form_hidden_fields(html: &str, prompt: &str) -> Vec<(String, String)> {
+    let needle = format!("data-prompt=\"{prompt}\"");
+    let Some(at) = html.find(&needle) else { return Vec::new() };
+    let start = html[..at].rfind("<form").unwrap_or(at);
+    let end = html[at..].find("</form>").map_or(html.len(), |e| at + e);
+    hidden_inputs(&html[start..end])
+}
+
+fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    tags(html, "input")
+        .filter(|t| attribute(t, "type").as_deref() == Some("hidden"))
+        .filter_map(|t| Some((attribute(t, "name")?, attribute(t, "value").unwrap_or_default())))
+        .collect()
+}
+
 fn error_text(html: &str) -> Option<String> {
     tags(html, "p").chain(tags(html, "span")).find_map(|tag| attribute(tag, "data-error")).map(
         |e| {
@@ -265,7 +283,9 @@ impl Browser {
                         reason: e.to_string(),
                     })?;
                     check_loopback(&target)?;
-                    step = Step::Post(target, vec![("login".into(), opts.user.clone())]);
+                    let mut fields = form_hidden_fields(&body, "login");
+                    fields.push(("login".into(), opts.user.clone()));
+                    step = Step::Post(target, fields);
                     continue;
                 }
                 if form_action(&body, "consent").is_some() {
@@ -283,7 +303,9 @@ impl Browser {
                     })?;
                     check_loopback(&target)?;
                     let field = if opts.approve { "approve" } else { "deny" };
-                    step = Step::Post(target, vec![(field.into(), "yes".into())]);
+                    let mut fields = form_hidden_fields(&body, prompt);
+                    fields.push((field.into(), "yes".into()));
+                    step = Step::Post(target, fields);
                     continue;
                 }
             }
@@ -339,10 +361,7 @@ impl Browser {
                         reason: e.to_string(),
                     })?;
                     check_loopback(&target)?;
-                    let mut fields: Vec<(String, String)> = tags(&body, "input")
-                        .filter(|t| attribute(t, "type").as_deref() == Some("hidden"))
-                        .filter_map(|t| Some((attribute(t, "name")?, attribute(t, "value")?)))
-                        .collect();
+                    let mut fields = hidden_inputs(&body);
                     fields.push(("logout".into(), "yes".into()));
                     step = Step::Post(target, fields);
                     continue;
@@ -390,6 +409,24 @@ mod tests {
         assert_eq!(form_action(html, "abort").as_deref(), Some("/interaction/abc/abort"));
         assert_eq!(form_action(html, "consent"), None);
         assert_eq!(error_text(html).as_deref(), Some("unknown user: carol"));
+    }
+
+    #[test]
+    fn posts_the_hidden_inputs_of_the_chosen_form_only() {
+        let html = r#"<form method="post" action="/login" data-prompt="login">
+<input type="hidden" name="csrfmiddlewaretoken" value="tok&amp;1">
+<input type="hidden" name="next" value="/authorize/?a=1">
+<input name="login"></form>
+<form method="post" action="/x" data-prompt="abort"><input type="hidden" name="other" value="no"></form>"#;
+        assert_eq!(
+            form_hidden_fields(html, "login"),
+            vec![
+                ("csrfmiddlewaretoken".to_string(), "tok&1".to_string()),
+                ("next".to_string(), "/authorize/?a=1".to_string())
+            ]
+        );
+        assert_eq!(form_hidden_fields(html, "abort"), vec![("other".into(), "no".into())]);
+        assert!(form_hidden_fields(html, "consent").is_empty());
     }
 
     #[test]

@@ -4,20 +4,25 @@
 //!   loopback port and drives its admin API (counters, fault injection, runtime TTLs).
 //! - [`browser`]: a headless "user with a browser" that completes the provider's login and
 //!   consent pages and returns the redirect to the app.
+//! - [`dot`]: starts django-oauth-toolkit (`tests/dot`), the second real provider.
+//! - [`provider`]: either provider behind one type, for tests run against both.
 #![forbid(unsafe_code)]
 // Test support: a failed expectation is a test failure, reported by the panic.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod browser;
+pub mod dot;
 mod error;
 pub mod flow;
 pub mod listener;
 pub mod op;
+pub mod provider;
 pub mod workers;
 
 pub use browser::{deliver, login, Browser, Delivery, LoginOptions};
 pub use error::HarnessError;
 pub use op::{Counters, Fault, FaultEndpoint, FaultKind, FaultWhen, ProviderOptions, TestProvider};
+pub use provider::{Provider, ProviderKind};
 
 /// Installs rustls' ring crypto provider as the process default, once. reqwest (built with
 /// `rustls-no-provider`) panics when it builds a client without one. Safe to call repeatedly

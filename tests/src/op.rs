@@ -74,6 +74,8 @@ pub struct ProviderOptions {
     /// from the same grant) instead of being treated as reuse, like Auth0's and Okta's
     /// reuse interval. `None` (default): no interval, every reuse revokes the grant.
     pub reuse_interval_secs: Option<u64>,
+    /// RFC 8707 resource servers `https://api.example/*` (`--resource-indicators`).
+    pub resource_indicators: bool,
 }
 
 impl Default for ProviderOptions {
@@ -87,6 +89,7 @@ impl Default for ProviderOptions {
             start_timeout: DEFAULT_START_TIMEOUT,
             oauth_metadata_only: false,
             reuse_interval_secs: None,
+            resource_indicators: false,
         }
     }
 }
@@ -337,6 +340,7 @@ impl TestProvider {
             .arg("--port")
             .arg(options.port.unwrap_or(0).to_string())
             .args(options.oauth_metadata_only.then_some("--oauth-metadata-only"))
+            .args(options.resource_indicators.then_some("--resource-indicators"))
             .current_dir(dir);
         if let Some(secs) = options.reuse_interval_secs {
             cmd.arg("--reuse-interval").arg(secs.to_string());

@@ -490,7 +490,14 @@ async fn every_command_end_to_end_without_leaking_tokens() {
     assert!(secrets_gen3.contains(&t3));
 
     // logout: revocation, end-session URL without the ID token, then exit 2 everywhere.
-    let lo = env.run(&["--json", "logout", "--post-logout-redirect-uri", "http://127.0.0.1/bye"]);
+    let lo = env.run(&[
+        "--json",
+        "logout",
+        "--end-session-wait",
+        "0",
+        "--post-logout-redirect-uri",
+        "http://127.0.0.1/bye",
+    ]);
     let v = lo.expect(0).json();
     assert_eq!(v["logged_out"], true);
     assert_eq!(v["refresh_token_revoked"], true);
@@ -693,4 +700,137 @@ fn status_without_state_dir_is_unregistered() {
     let r = run_cmd(cmd);
     assert_eq!(r.expect(2).json()["state"], "unregistered");
     assert_eq!(r.error()["kind"], "not_registered");
+}
+
+// --- django-oauth-toolkit: merged metadata, RFC 7591 metadata, end-session hand-off --------
+
+/// Against django-oauth-toolkit (registration and revocation endpoints only in its RFC 8414
+/// document): `discover` finds them, `register` sends client metadata, `login` signs in
+/// through a loopback redirect, and `logout` revokes, then hands the browser the
+/// end-session URL WITH the id_token_hint through a one-time loopback redirect, while its
+/// output shows only the URL without the hint.
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_discover_register_login_and_logout_with_the_hint_handed_to_the_browser() {
+    let dot = latchkey_e2e::dot::DotProvider::start(Default::default()).await.expect("dot");
+    let env = Env::new(dot.issuer());
+    let d = env.run(&["--json", "discover", "--issuer", dot.issuer()]);
+    let v = d.expect(0).json();
+    assert_eq!(v["merged_rfc8414"], true, "{v}");
+    assert_eq!(v["features"]["dynamic_registration"], true, "{v}");
+    assert_eq!(v["features"]["revocation"], true, "{v}");
+    let reg = env.run(&[
+        "--json",
+        "register",
+        "--issuer",
+        dot.issuer(),
+        "--redirect-uri",
+        "http://127.0.0.1/callback",
+        "--client-uri",
+        "https://app.example/",
+        "--contact",
+        "dev@app.example",
+    ]);
+    reg.expect(0);
+    let (_, login) = env.login(LoginOptions::default(), &[]).await;
+    login.expect(0);
+    let secrets = env.secrets();
+    let session: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.state().join("session.json")).unwrap())
+            .unwrap();
+    let id_token = session["session"]["session"]["id_token"].as_str().unwrap().to_string();
+
+    let mut child = env
+        .cmd(&["--json", "logout", "--end-session-wait", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn latchkey logout");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let v: Value = serde_json::from_str(first.trim()).unwrap();
+    assert_eq!(v["refresh_token_revoked"], true, "{v}");
+    let printed = v["end_session_url"].as_str().unwrap();
+    assert!(printed.starts_with(&format!("{}/logout/?", dot.issuer())), "{printed}");
+    assert!(!printed.contains("id_token_hint"), "{printed}");
+    let browser_url = v["browser_url"].as_str().expect("browser_url").to_string();
+    assert!(browser_url.starts_with("http://127.0.0.1:"), "{browser_url}");
+
+    // A wrong path is not served the redirect.
+    let http = latchkey_e2e::loopback_client(std::time::Duration::from_secs(10)).unwrap();
+    let origin = browser_url.split("/end-session/").next().unwrap().to_string();
+    let wrong = http.get(format!("{origin}/end-session/guess")).send().await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 404);
+    // The browser's request is sent on to the provider with the hint.
+    let resp = http.get(&browser_url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let parsed = url::Url::parse(&location).unwrap();
+    let hint =
+        parsed.query_pairs().find(|(k, _)| k == "id_token_hint").map(|(_, v)| v.into_owned());
+    assert_eq!(hint.as_deref(), Some(id_token.as_str()), "the hint is the session's ID token");
+    assert!(location.starts_with(&format!("{}/logout/?", dot.issuer())), "{location}");
+    // The provider takes it: not an error.
+    let page = http.get(&location).send().await.unwrap();
+    let code = page.status().as_u16();
+    let next = page.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+    let body = page.text().await.unwrap();
+    assert!(code < 400 && !body.contains("data-error"), "{code} {next:?} {body}");
+
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let out = Run { code: 0, stdout: format!("{first}{rest}"), stderr };
+    assert_no_secret(&secrets, &[&d, &reg, &login, &out]);
+    env.run(&["token"]).one_line_error(2, "the session was logged out");
+}
+
+/// `--resource` (RFC 8707) reaches every token request: login's code exchange and later
+/// refreshes get access tokens bound to the resource.
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_option_binds_every_access_token() {
+    let op =
+        TestProvider::start(ProviderOptions { resource_indicators: true, ..Default::default() })
+            .await
+            .expect("test provider");
+    let resource = "https://api.example/mcp";
+    let env = Env::new(op.issuer());
+    env.register();
+    let (url, run) = env
+        .login(
+            LoginOptions::default(),
+            &["--resource", resource, "--scope", "offline_access", "--scope", "api:read"],
+        )
+        .await;
+    run.expect(0);
+    assert!(url["authorization_url"].as_str().unwrap().contains("resource="), "{url}");
+    let aud = |token: &str| {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).expect("JWT access token").to_string();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["aud"].clone()
+    };
+    let t1 = env.run(&["token", "--resource", resource]).expect(0).stdout.trim().to_string();
+    assert_eq!(aud(&t1), resource);
+    env.run(&["refresh", "--resource", resource]).expect(0);
+    let t2 = env.run(&["token", "--resource", resource]).expect(0).stdout.trim().to_string();
+    assert_ne!(t1, t2);
+    assert_eq!(aud(&t2), resource);
+    assert_eq!(op.counters().await.unwrap().refresh_grants, 1);
+}
+
+/// `login --max-age` asks for it and the fresh login passes the auth_time check.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_max_age_is_sent_and_checked() {
+    let op = provider(60).await;
+    let env = Env::new(op.issuer());
+    env.register();
+    let (url, run) = env.login(LoginOptions::default(), &["--max-age", "60"]).await;
+    run.expect(0);
+    let url = url::Url::parse(url["authorization_url"].as_str().unwrap()).unwrap();
+    assert!(url.query_pairs().any(|(k, v)| k == "max_age" && v == "60"), "{url}");
 }

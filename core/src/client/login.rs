@@ -4,6 +4,7 @@ use crate::client::{lock, Client, Inner};
 use crate::error::{Error, Result};
 use crate::faults::{self, Step};
 use crate::lock::{Lease, SessionState};
+use crate::oidc::auth_time;
 use crate::oidc::authorize::{self, AuthorizationOptions, AuthorizationStart};
 use crate::oidc::callback::{self, CallbackParams};
 use crate::oidc::id_token::{self, Expectations, NonceRule};
@@ -35,8 +36,14 @@ impl Client {
         {
             return Err(Error::config(format!("redirect URI `{redirect_uri}` is not registered")));
         }
-        let (start, pending) =
-            authorize::build(&metadata, &reg.client_id, &redirect_uri, &options)?;
+        let (start, mut pending) = authorize::build(
+            &metadata,
+            &reg.client_id,
+            &redirect_uri,
+            &options,
+            &self.inner.config.resources,
+        )?;
+        pending.reauth.requested_at = auth_time::unix_secs(self.inner.provider_now());
         lock(&self.inner.pending).insert(start.state.clone(), pending);
         self.inner.event(LifecycleEvent::LoginStarted, None);
         Ok(start)
@@ -62,6 +69,8 @@ impl Client {
     /// Fails with [`Error::UnknownState`] (the pending requests are left untouched),
     /// [`Error::IssuerMismatch`] / [`Error::MissingIssuer`] (RFC 9207),
     /// [`Error::Authorization`] for an error redirect, [`Error::IdToken`],
+    /// [`Error::ReauthenticationNotPerformed`] when the request asked for `max_age` or
+    /// `prompt=login` and `auth_time` shows no such re-authentication (nothing is saved),
     /// [`Error::Store`] when the session cannot be saved, and network errors.
     pub async fn finish_login(&self, redirect_url: &str) -> Result<Session> {
         let params = callback::parse(redirect_url)?;
@@ -99,6 +108,7 @@ impl Client {
                     &code,
                     &pending.redirect_uri,
                     &pending.pkce_verifier,
+                    &inner.config.resources,
                 )
                 .await?;
                 inner.note_server_date(tokens.server_date);
@@ -112,6 +122,14 @@ impl Client {
                         &pending.scopes,
                     )
                     .await?;
+                // max_age / prompt=login: the re-authentication must show in auth_time.
+                auth_time::check(
+                    &pending.reauth,
+                    session.auth_time,
+                    auth_time::unix_secs(inner.provider_now()),
+                    inner.config.clock_skew,
+                )
+                .map_err(|problem| Error::ReauthenticationNotPerformed { problem })?;
                 inner.commit_new_session(&lease, session).await
             }
             .await;

@@ -7,7 +7,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::lock::SessionState;
 use crate::oidc::end_session::{self, EndSessionOptions};
-use crate::oidc::revocation::{self, TokenKind};
+use crate::oidc::revocation::{self, RevocationGap, TokenKind};
 use crate::oidc::userinfo;
 use crate::oidc::ProviderMetadata;
 
@@ -23,6 +23,10 @@ pub struct LogoutOutcome {
     pub access_token_revoked: bool,
     /// Why revocation failed, if it did (the local logout happened anyway).
     pub revocation_error: Option<Error>,
+    /// Set when the refresh token may outlive this logout at the provider (not revoked), and
+    /// why: no revocation endpoint, a provider that revokes only for authenticated clients,
+    /// or a failed request. `None` when it was revoked or the session had none.
+    pub refresh_token_may_outlive_logout: Option<RevocationGap>,
 }
 
 impl std::fmt::Debug for LogoutOutcome {
@@ -35,6 +39,7 @@ impl std::fmt::Debug for LogoutOutcome {
             .field("refresh_token_revoked", &self.refresh_token_revoked)
             .field("access_token_revoked", &self.access_token_revoked)
             .field("revocation_error", &self.revocation_error)
+            .field("refresh_token_may_outlive_logout", &self.refresh_token_may_outlive_logout)
             .finish()
     }
 }
@@ -75,20 +80,23 @@ impl Client {
             refresh_token_revoked: false,
             access_token_revoked: false,
             revocation_error: None,
+            refresh_token_may_outlive_logout: None,
         };
         match &metadata {
             Ok(m) => {
                 if let Some(endpoint) = m.revocation_endpoint.as_deref() {
                     if let Some(rt) = &session.refresh_token {
-                        match revocation::revoke(
+                        let result = revocation::revoke(
                             &self.inner.http,
                             endpoint,
                             &session.client_id,
                             rt,
                             TokenKind::RefreshToken,
                         )
-                        .await
-                        {
+                        .await;
+                        outcome.refresh_token_may_outlive_logout =
+                            revocation::gap(m, Some(&result));
+                        match result {
                             Ok(()) => outcome.refresh_token_revoked = true,
                             Err(e) => outcome.revocation_error = Some(e),
                         }
@@ -108,6 +116,9 @@ impl Client {
                 } else {
                     outcome.revocation_error =
                         Some(Error::Unsupported { feature: "revocation".into() });
+                    if session.refresh_token.is_some() {
+                        outcome.refresh_token_may_outlive_logout = revocation::gap(m, None);
+                    }
                 }
                 if m.end_session_endpoint.is_some() {
                     outcome.end_session_url = Some(end_session::url(
@@ -118,7 +129,12 @@ impl Client {
                     )?);
                 }
             }
-            Err(e) => outcome.revocation_error = Some(e.clone()),
+            Err(e) => {
+                outcome.revocation_error = Some(e.clone());
+                if session.refresh_token.is_some() {
+                    outcome.refresh_token_may_outlive_logout = Some(RevocationGap::RequestFailed);
+                }
+            }
         }
         match self.inner.end_session(SessionState::LoggedOut, "logout", None).await {
             Err(Error::LoggedOut) => Ok(outcome),

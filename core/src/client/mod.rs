@@ -80,6 +80,11 @@ pub struct ClientConfig {
     /// takes longer fails as a retryable store error, so a hung keychain cannot hold the
     /// refresh lease of every process.
     pub store_timeout: Duration,
+    /// RFC 8707 resource indicators: absolute URIs (no fragment) of the protected resources
+    /// the tokens are for. Each is sent as `resource` on the authorization request, the code
+    /// exchange and every refresh (the Model Context Protocol's authorization requires
+    /// this). Default empty: none sent.
+    pub resources: Vec<String>,
 }
 
 impl ClientConfig {
@@ -106,6 +111,7 @@ impl ClientConfig {
             in_doubt_wait: None,
             answered_limit: Duration::from_secs(600),
             store_timeout: Duration::from_secs(5),
+            resources: Vec::new(),
         }
     }
 
@@ -198,6 +204,7 @@ impl Client {
         if config.account.is_empty() || config.holder.is_empty() {
             return Err(Error::config("account and holder must not be empty"));
         }
+        crate::oidc::authorize::check_resources(&config.resources)?;
         let coordinator =
             Coordinator::open(config.coordination_db.clone(), config.lock.clone(), clock.clone())?;
         // Unique per client in this process: a lease is re-entrant for its holder name.

@@ -8,6 +8,7 @@ use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::oidc::auth_time::ReauthRequest;
 use crate::oidc::discovery::ProviderMetadata;
 use crate::secret::Secret;
 
@@ -18,8 +19,15 @@ pub struct AuthorizationOptions {
     pub redirect_uri: Option<String>,
     /// Scopes; `openid` is always included. Defaults to `openid`.
     pub scopes: Vec<String>,
-    /// `prompt` (e.g. `login`, `consent`).
+    /// `prompt` (e.g. `login`, `consent`). With `login`,
+    /// [`Client::finish_login`](crate::Client::finish_login) checks that `auth_time` does
+    /// not predate the request.
     pub prompt: Option<String>,
+    /// `max_age`: the longest time since the user last authenticated.
+    /// [`Client::finish_login`](crate::Client::finish_login) checks `auth_time` against it
+    /// and fails with [`Error::ReauthenticationNotPerformed`] when it is older. May also be
+    /// given as an `extra_params` entry.
+    pub max_age: Option<Duration>,
     /// `login_hint`.
     pub login_hint: Option<String>,
     /// `ui_locales`, space separated.
@@ -48,6 +56,9 @@ pub(crate) struct PendingAuthorization {
     pub pkce_verifier: Secret,
     pub scopes: Vec<String>,
     pub created: Instant,
+    /// What re-authentication was asked for (`max_age`, `prompt=login`); its
+    /// `requested_at` is set by the caller, which knows the provider's clock.
+    pub reauth: ReauthRequest,
 }
 
 const RESERVED: &[&str] = &[
@@ -61,12 +72,27 @@ const RESERVED: &[&str] = &[
     "code_challenge_method",
 ];
 
-/// Builds the authorization URL and the matching pending request.
+/// Checks RFC 8707 resource indicators: each an absolute URI without a fragment.
+/// Fails with [`Error::Config`] naming the first one that is not.
+pub(crate) fn check_resources(resources: &[String]) -> Result<()> {
+    for r in resources {
+        match Url::parse(r) {
+            Ok(u) if u.fragment().is_none() => {}
+            Ok(_) => return Err(Error::config(format!("resource `{r}` must not have a fragment"))),
+            Err(_) => return Err(Error::config(format!("resource `{r}` is not an absolute URI"))),
+        }
+    }
+    Ok(())
+}
+
+/// Builds the authorization URL and the matching pending request, with one `resource`
+/// parameter per entry of `resources` (RFC 8707).
 pub(crate) fn build(
     metadata: &ProviderMetadata,
     client_id: &str,
     redirect_uri: &str,
     opts: &AuthorizationOptions,
+    resources: &[String],
 ) -> Result<(AuthorizationStart, PendingAuthorization)> {
     let mut url = Url::parse(&metadata.authorization_endpoint)
         .map_err(|_| Error::invalid_response("authorization endpoint is not a URL"))?;
@@ -86,6 +112,19 @@ pub(crate) fn build(
             return Err(Error::config(format!("`{k}` is set by Latchkey itself")));
         }
     }
+    // `max_age` may also come as an extra parameter (the bindings pass it so): it is
+    // checked against auth_time all the same.
+    let mut max_age_secs = opts.max_age.map(|m| m.as_secs());
+    for (_, v) in opts.extra_params.iter().filter(|(k, _)| k == "max_age") {
+        let n: u64 = v
+            .parse()
+            .map_err(|_| Error::config(format!("max_age `{v}` is not a number of seconds")))?;
+        if max_age_secs.is_some_and(|m| m != n) {
+            return Err(Error::config("max_age is given twice with different values"));
+        }
+        max_age_secs = Some(n);
+    }
+    let max_age_in_extra = opts.extra_params.iter().any(|(k, _)| k == "max_age");
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code")
@@ -96,8 +135,14 @@ pub(crate) fn build(
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", challenge.as_str())
             .append_pair("code_challenge_method", "S256");
+        for r in resources {
+            q.append_pair("resource", r);
+        }
         if let Some(p) = &opts.prompt {
             q.append_pair("prompt", p);
+        }
+        if let (Some(m), false) = (max_age_secs, max_age_in_extra) {
+            q.append_pair("max_age", &m.to_string());
         }
         if let Some(h) = &opts.login_hint {
             q.append_pair("login_hint", h);
@@ -117,6 +162,14 @@ pub(crate) fn build(
         pkce_verifier: Secret::new(verifier.secret().clone()),
         scopes,
         created: Instant::now(),
+        reauth: ReauthRequest {
+            max_age_secs,
+            prompt_login: opts
+                .prompt
+                .as_deref()
+                .is_some_and(|p| p.split(' ').any(|x| x == "login")),
+            requested_at: 0,
+        },
     };
     Ok((AuthorizationStart { url: url.to_string(), state }, pending))
 }
@@ -172,6 +225,41 @@ mod tests {
     }
 
     #[test]
+    fn max_age_typed_or_extra_is_sent_once_and_remembered() {
+        let typed =
+            AuthorizationOptions { max_age: Some(Duration::from_secs(30)), ..Default::default() };
+        let extra = AuthorizationOptions {
+            extra_params: vec![("max_age".into(), "30".into())],
+            ..Default::default()
+        };
+        for opts in [typed, extra] {
+            let (start, pending) = build(&meta(), "cid", "app:/cb", &opts, &[]).unwrap();
+            let url = Url::parse(&start.url).unwrap();
+            assert_eq!(url.query_pairs().filter(|(k, v)| k == "max_age" && v == "30").count(), 1);
+            assert_eq!(pending.reauth.max_age_secs, Some(30));
+        }
+        let bad = AuthorizationOptions {
+            extra_params: vec![("max_age".into(), "soon".into())],
+            ..Default::default()
+        };
+        assert!(matches!(build(&meta(), "c", "a:/b", &bad, &[]), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn resources_are_sent_and_checked() {
+        let resources = vec!["https://api.example/mcp".to_string(), "urn:example:r".to_string()];
+        let (start, _) =
+            build(&meta(), "cid", "app:/cb", &AuthorizationOptions::default(), &resources).unwrap();
+        let url = Url::parse(&start.url).unwrap();
+        let sent: Vec<String> =
+            url.query_pairs().filter(|(k, _)| k == "resource").map(|(_, v)| v.into()).collect();
+        assert_eq!(sent, resources);
+        assert!(check_resources(&resources).is_ok());
+        assert!(check_resources(&["https://api.example/#x".into()]).is_err());
+        assert!(check_resources(&["/relative".into()]).is_err());
+    }
+
+    #[test]
     fn url_has_pkce_state_nonce_and_options() {
         let opts = AuthorizationOptions {
             scopes: vec!["profile email".into(), "openid".into()],
@@ -181,7 +269,7 @@ mod tests {
             extra_params: vec![("acr_values".into(), "1".into())],
             ..Default::default()
         };
-        let (start, pending) = build(&meta(), "cid", "app:/cb", &opts).unwrap();
+        let (start, pending) = build(&meta(), "cid", "app:/cb", &opts, &[]).unwrap();
         let url = Url::parse(&start.url).unwrap();
         let q: HashMap<_, _> = url.query_pairs().into_owned().collect();
         assert_eq!(q["code_challenge_method"], "S256");
@@ -195,7 +283,7 @@ mod tests {
         // ≥ 128 bits of randomness, base64url: at least 22 characters.
         assert!(start.state.len() >= 22 && pending.nonce.len() >= 22);
         assert!(!start.url.contains(pending.pkce_verifier.expose()));
-        let (again, _) = build(&meta(), "cid", "app:/cb", &opts).unwrap();
+        let (again, _) = build(&meta(), "cid", "app:/cb", &opts, &[]).unwrap();
         assert_ne!(again.state, start.state);
     }
 
@@ -205,14 +293,15 @@ mod tests {
             extra_params: vec![("state".into(), "x".into())],
             ..Default::default()
         };
-        assert!(matches!(build(&meta(), "c", "a:/b", &opts), Err(Error::Config { .. })));
+        assert!(matches!(build(&meta(), "c", "a:/b", &opts, &[]), Err(Error::Config { .. })));
     }
 
     #[test]
     fn pending_is_bounded() {
         let mut p = PendingRequests::default();
         for i in 0..40 {
-            let (_, pend) = build(&meta(), "c", "a:/b", &AuthorizationOptions::default()).unwrap();
+            let (_, pend) =
+                build(&meta(), "c", "a:/b", &AuthorizationOptions::default(), &[]).unwrap();
             p.insert(format!("s{i}"), pend);
         }
         assert_eq!(p.len(), MAX_PENDING);

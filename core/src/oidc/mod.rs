@@ -1,6 +1,7 @@
 //! The OpenID Connect / OAuth 2.0 protocol pieces, one concern per file. These are the
 //! building blocks of [`Client`](crate::Client); none of them persists anything.
 
+pub mod auth_time;
 pub mod authorize;
 pub(crate) mod callback;
 pub mod discovery;
@@ -14,11 +15,12 @@ pub mod revocation;
 pub mod token;
 pub(crate) mod userinfo;
 
+pub use auth_time::AuthTimeProblem;
 pub use authorize::{AuthorizationOptions, AuthorizationStart};
 pub use discovery::{Discovery, MetadataSource, ProviderMetadata};
 pub use end_session::EndSessionOptions;
 pub use id_token::IdTokenInfo;
 pub use logout_token::LogoutToken;
 pub use registration::{ClientRegistration, RegistrationRequest};
-pub use revocation::TokenKind;
+pub use revocation::{RevocationGap, TokenKind};
 pub use token::TokenResponse;

@@ -85,7 +85,7 @@ pub(crate) async fn request(
     Ok(t)
 }
 
-/// Exchanges an authorization code (with its PKCE verifier).
+/// Exchanges an authorization code (with its PKCE verifier and the RFC 8707 `resources`).
 pub(crate) async fn exchange_code(
     http: &HttpClient,
     token_endpoint: &str,
@@ -93,28 +93,84 @@ pub(crate) async fn exchange_code(
     code: &str,
     redirect_uri: &str,
     verifier: &Secret,
+    resources: &[String],
 ) -> Result<TokenResponse> {
-    let form = [
+    let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", redirect_uri),
         ("client_id", client_id),
         ("code_verifier", verifier.expose()),
     ];
+    form.extend(resources.iter().map(|r| ("resource", r.as_str())));
     Ok(request(http, token_endpoint, &form).await?)
 }
 
-/// Uses a refresh token once.
+/// Uses a refresh token once, sending each of `resources` as an RFC 8707 `resource`.
+///
+/// A refusal without a usable OAuth error body (400, 401 or 403 with an empty, non-JSON or
+/// non-OAuth body: some providers answer a consumed refresh token this way) is reported as
+/// [`Error::Provider`] with `error` `invalid_grant`, exactly like an `invalid_grant` body, so
+/// the refresh path re-checks for a newer generation and then ends in `ReauthRequired`.
+/// Other statuses (404, 405, 408, 429, 5xx...) keep their typed [`Error::HttpStatus`].
 pub(crate) async fn refresh(
     http: &HttpClient,
     token_endpoint: &str,
     client_id: &str,
     refresh_token: &Secret,
+    resources: &[String],
 ) -> std::result::Result<TokenResponse, TokenFailure> {
-    let form = [
+    let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose()),
         ("client_id", client_id),
     ];
-    request(http, token_endpoint, &form).await
+    form.extend(resources.iter().map(|r| ("resource", r.as_str())));
+    request(http, token_endpoint, &form)
+        .await
+        .map_err(|f| TokenFailure { error: bodiless_refusal(f.error), ..f })
+}
+
+/// The statuses that, without an OAuth error body, still mean "this refresh token is refused".
+const REFUSAL_STATUSES: [u16; 3] = [400, 401, 403];
+
+/// Maps a refresh answered with a refusal status but no OAuth error body to `invalid_grant`.
+/// [`check_status`](crate::oidc::response::check_status) yields
+/// [`Error::HttpStatus`] below 500 only when the body was not an OAuth error body.
+fn bodiless_refusal(error: Error) -> Error {
+    match error {
+        Error::HttpStatus { status, .. } if REFUSAL_STATUSES.contains(&status) => Error::Provider {
+            error: "invalid_grant".into(),
+            description: Some(format!(
+                "HTTP {status} without an OAuth error body, counted as a refused refresh token"
+            )),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodiless_4xx_is_a_refusal_other_statuses_are_not() {
+        for status in REFUSAL_STATUSES {
+            match bodiless_refusal(Error::HttpStatus { status, retry_after: None }) {
+                Error::Provider { error, description } => {
+                    assert_eq!(error, "invalid_grant");
+                    assert!(description.unwrap().contains(&status.to_string()));
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        for status in [404, 405, 408, 429, 500, 503] {
+            let e = bodiless_refusal(Error::HttpStatus { status, retry_after: None });
+            assert!(matches!(e, Error::HttpStatus { status: s, .. } if s == status), "{e:?}");
+        }
+        let p = Error::Provider { error: "invalid_client".into(), description: None };
+        assert!(
+            matches!(bodiless_refusal(p), Error::Provider { error, .. } if error == "invalid_client")
+        );
+    }
 }

@@ -50,6 +50,11 @@ pub struct Global {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub insecure_loopback: bool,
+    /// An RFC 8707 resource indicator (repeatable): sent as `resource` on the authorization
+    /// request, the code exchange and every refresh. Give the same ones to every command
+    /// that may refresh (token, refresh, watch).
+    #[arg(long = "resource", global = true, value_name = "URI", value_parser = any_url)]
+    pub resources: Vec<String>,
     /// Print machine-readable JSON (one object per line); errors too, on stderr.
     #[arg(long, global = true)]
     pub json: bool,
@@ -87,10 +92,19 @@ pub enum Command {
     Userinfo,
     /// Log out: revoke the tokens, end the session for every process, print the
     /// provider's end-session URL.
+    ///
+    /// With an end-session endpoint, prints a one-time loopback URL to open in the browser
+    /// and waits (see --end-session-wait) for the browser to open it: it redirects to the
+    /// provider's end-session URL with the `id_token_hint`, which some providers need to
+    /// end anything, without the ID token ever being printed or logged.
     Logout {
         /// Where the provider sends the browser after ending its session.
         #[arg(long, value_name = "URI", value_parser = any_url)]
         post_logout_redirect_uri: Option<String>,
+        /// How long to wait for the browser to open the hand-off URL, in seconds; 0 prints
+        /// only the end-session URL without the hint and does not wait.
+        #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=3600))]
+        end_session_wait: u64,
     },
 }
 
@@ -110,6 +124,24 @@ pub struct RegisterArgs {
     /// The client name the provider shows on its consent page.
     #[arg(long, value_name = "NAME", default_value = "latchkey CLI")]
     pub client_name: String,
+    /// RFC 7591 `client_uri`: the app's home page (some providers' policies require it).
+    #[arg(long, value_name = "URI", value_parser = any_url)]
+    pub client_uri: Option<String>,
+    /// RFC 7591 `logo_uri`.
+    #[arg(long, value_name = "URI", value_parser = any_url)]
+    pub logo_uri: Option<String>,
+    /// RFC 7591 `tos_uri`: terms of service.
+    #[arg(long, value_name = "URI", value_parser = any_url)]
+    pub tos_uri: Option<String>,
+    /// RFC 7591 `policy_uri`: privacy policy.
+    #[arg(long, value_name = "URI", value_parser = any_url)]
+    pub policy_uri: Option<String>,
+    /// RFC 7591 `contacts`: an e-mail address responsible for the app (repeatable).
+    #[arg(long = "contact", value_name = "EMAIL")]
+    pub contacts: Vec<String>,
+    /// OpenID Connect `application_type` (default native).
+    #[arg(long, value_name = "TYPE", value_parser = ["native", "web"])]
+    pub application_type: Option<String>,
 }
 
 /// `login` options.
@@ -135,6 +167,11 @@ pub struct LoginArgs {
     /// The OpenID Connect `login_hint` parameter.
     #[arg(long, value_name = "HINT")]
     pub login_hint: Option<String>,
+    /// The OpenID Connect `max_age`: the sign-in fails (exit 4,
+    /// reauthentication_not_performed) when the provider's `auth_time` is older. With
+    /// `--prompt login`, an `auth_time` predating the request fails the same way.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_age: Option<u64>,
     /// Give up waiting for the browser's redirect after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,

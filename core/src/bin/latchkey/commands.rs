@@ -1,8 +1,10 @@
 //! The commands other than `login` and `watch`.
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use latchkey::oidc::RevocationGap;
 use latchkey::{
     Client, EndSessionOptions, Error, LifecycleState, ProviderMetadata, RefreshOutcome,
     RegistrationRequest, Session,
@@ -10,6 +12,7 @@ use latchkey::{
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command, Global, RegisterArgs};
+use crate::end_session_handoff::Handoff;
 use crate::error::{self, CliError};
 use crate::output::{emit, expires_in, human_expiry, table, yes_no};
 use crate::state::{self, StateDir};
@@ -26,7 +29,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Refresh => refresh(g).await,
         Command::Status => status(g).await,
         Command::Userinfo => userinfo(g).await,
-        Command::Logout { post_logout_redirect_uri } => logout(g, post_logout_redirect_uri).await,
+        Command::Logout { post_logout_redirect_uri, end_session_wait } => {
+            logout(g, post_logout_redirect_uri, Duration::from_secs(end_session_wait)).await
+        }
     }
 }
 
@@ -55,7 +60,11 @@ async fn discover(g: &Global, issuer: &str) -> Result<(), CliError> {
     let client = state::client(g, &state, issuer)?;
     let m = provider(&client, issuer).await?;
     let pkce = m.code_challenge_methods_supported.iter().any(|x| x == "S256");
-    let refresh_grant = m.grant_types_supported.iter().any(|x| x == "refresh_token");
+    // Many providers omit grant_types_supported although refresh works: "not advertised".
+    let refresh_grant = match m.refresh_grant_advertised() {
+        Some(b) => json!(b),
+        None => json!("not advertised"),
+    };
     let source = match m.source {
         latchkey::oidc::MetadataSource::OpenIdConfiguration => "openid-configuration",
         latchkey::oidc::MetadataSource::OAuthAuthorizationServer => "oauth-authorization-server",
@@ -75,6 +84,7 @@ async fn discover(g: &Global, issuer: &str) -> Result<(), CliError> {
     let value = json!({
         "issuer": m.issuer,
         "metadata_source": source,
+        "merged_rfc8414": m.merged_rfc8414,
         "endpoints": {
             "authorization": m.authorization_endpoint,
             "token": m.token_endpoint,
@@ -94,7 +104,14 @@ async fn discover(g: &Global, issuer: &str) -> Result<(), CliError> {
         let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         let mut rows = vec![
             ("issuer", m.issuer.clone()),
-            ("metadata", source.to_string()),
+            (
+                "metadata",
+                if m.merged_rfc8414 {
+                    format!("{source} + oauth-authorization-server")
+                } else {
+                    source.to_string()
+                },
+            ),
             ("authorization", m.authorization_endpoint.clone()),
             ("token", m.token_endpoint.clone()),
             ("jwks_uri", opt(&m.jwks_uri)),
@@ -109,7 +126,11 @@ async fn discover(g: &Global, issuer: &str) -> Result<(), CliError> {
             "RFC 9207 iss",
             yes_no(m.authorization_response_iss_parameter_supported).into(),
         ));
-        rows.push(("refresh grant", yes_no(refresh_grant).into()));
+        let refresh_row = match m.refresh_grant_advertised() {
+            Some(b) => yes_no(b).to_string(),
+            None => "not advertised".to_string(),
+        };
+        rows.push(("refresh grant", refresh_row));
         rows.push(("back-channel logout", yes_no(m.backchannel_logout_supported).into()));
         rows.push(("scopes", m.scopes_supported.join(" ")));
         rows.push(("ID token algs", m.id_token_signing_alg_values_supported.join(" ")));
@@ -127,6 +148,12 @@ async fn register(g: &Global, args: RegisterArgs) -> Result<(), CliError> {
             redirect_uris: args.redirect_uris,
             post_logout_redirect_uris: args.post_logout_redirect_uris,
             client_name: Some(args.client_name),
+            client_uri: args.client_uri,
+            logo_uri: args.logo_uri,
+            tos_uri: args.tos_uri,
+            policy_uri: args.policy_uri,
+            contacts: args.contacts,
+            application_type: args.application_type,
             ..Default::default()
         })
         .await
@@ -314,7 +341,11 @@ async fn userinfo(g: &Global) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn logout(g: &Global, post_logout_redirect_uri: Option<String>) -> Result<(), CliError> {
+async fn logout(
+    g: &Global,
+    post_logout_redirect_uri: Option<String>,
+    end_session_wait: Duration,
+) -> Result<(), CliError> {
     let (client, session) = state::session_client(g).await?;
     let outcome = client
         .logout(EndSessionOptions { post_logout_redirect_uri, ..Default::default() })
@@ -322,14 +353,33 @@ async fn logout(g: &Global, post_logout_redirect_uri: Option<String>) -> Result<
         .map_err(|e| CliError::lib("logout failed", &e))?;
     let url =
         outcome.end_session_url.as_deref().map(latchkey::oidc::end_session::without_id_token_hint);
+    // The browser gets the URL with the id_token_hint through a one-time loopback redirect;
+    // only the URL without it is ever printed.
+    let handoff = match &outcome.end_session_url {
+        Some(_) if !end_session_wait.is_zero() => Some(Handoff::bind().await?),
+        _ => None,
+    };
     let revocation_error = outcome.revocation_error.as_ref().map(|e| e.to_string());
+    let outlives = outcome.refresh_token_may_outlive_logout.as_ref().map(|gap| match gap {
+        RevocationGap::NoRevocationEndpoint => {
+            "the provider has no revocation endpoint".to_string()
+        }
+        RevocationGap::ClientAuthenticationRequired { advertised } => format!(
+            "the provider revokes only for authenticated clients ({})",
+            advertised.join(", ")
+        ),
+        RevocationGap::RequestFailed => "the revocation request failed".to_string(),
+        _ => "not revoked".to_string(),
+    });
     let value = json!({
         "logged_out": true,
         "subject": session.subject,
         "refresh_token_revoked": outcome.refresh_token_revoked,
         "access_token_revoked": outcome.access_token_revoked,
         "revocation_error": revocation_error,
+        "refresh_token_may_outlive_logout": outlives,
         "end_session_url": url,
+        "browser_url": handoff.as_ref().map(|h| h.url.clone()),
     });
     emit(g.json, &value, || {
         let mut rows = vec![
@@ -346,10 +396,27 @@ async fn logout(g: &Global, post_logout_redirect_uri: Option<String>) -> Result<
         if let Some(e) = &revocation_error {
             rows.push(("revocation error", e.clone()));
         }
-        if let Some(u) = &url {
-            rows.push(("end the browser session", u.clone()));
+        if let Some(o) = &outlives {
+            rows.push(("refresh token may outlive the logout", o.clone()));
+        }
+        match (&handoff, &url) {
+            (Some(h), _) => rows.push(("end the browser session", h.url.clone())),
+            (None, Some(u)) => rows.push(("end the browser session", u.clone())),
+            (None, None) => {}
         }
         table(&rows)
     });
+    if let (Some(h), Some(full)) = (handoff, outcome.end_session_url.as_deref()) {
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "Open the end-session URL above in the browser you signed in with; waiting up \
+                 to {} s",
+                end_session_wait.as_secs()
+            );
+        }
+        if !h.serve(full, end_session_wait).await {
+            tracing::info!("the browser did not open the end-session hand-off URL in time");
+        }
+    }
     Ok(())
 }

@@ -103,6 +103,7 @@ pub fn kind(e: &Error) -> &'static str {
         Error::LockTimeout => "lock_timeout",
         Error::Internal { .. } => "internal",
         Error::Database { .. } => "database",
+        Error::ReauthenticationNotPerformed { .. } => "reauthentication_not_performed",
         _ => "error",
     }
 }

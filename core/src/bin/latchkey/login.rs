@@ -118,6 +118,7 @@ pub async fn login(g: &Global, args: LoginArgs) -> Result<(), CliError> {
             scopes,
             prompt: args.prompt,
             login_hint: args.login_hint,
+            max_age: args.max_age.map(Duration::from_secs),
             ..Default::default()
         })
         .await
@@ -308,7 +309,7 @@ async fn serve(
 }
 
 /// Reads up to the end of the request head; None on EOF, errors or an oversized head.
-async fn read_head(sock: &mut TcpStream) -> Option<String> {
+pub(crate) async fn read_head(sock: &mut TcpStream) -> Option<String> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -327,7 +328,7 @@ async fn read_head(sock: &mut TcpStream) -> Option<String> {
 }
 
 /// `GET /callback?x HTTP/1.1` → ("GET", "/callback?x").
-fn request_line(head: &str) -> Option<(String, String)> {
+pub(crate) fn request_line(head: &str) -> Option<(String, String)> {
     let first = head.lines().next()?;
     let mut parts = first.split_whitespace();
     let method = parts.next()?.to_string();
@@ -339,7 +340,7 @@ fn request_line(head: &str) -> Option<(String, String)> {
     Some((method, target))
 }
 
-async fn respond(sock: &mut TcpStream, status: u16, title: &str, message: &str) {
+pub(crate) async fn respond(sock: &mut TcpStream, status: u16, title: &str, message: &str) {
     let reason = match status {
         200 => "OK",
         404 => "Not Found",

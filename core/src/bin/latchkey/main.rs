@@ -19,6 +19,7 @@
 
 mod cli;
 mod commands;
+mod end_session_handoff;
 mod error;
 mod login;
 mod output;

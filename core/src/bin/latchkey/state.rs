@@ -140,6 +140,7 @@ pub fn client(global: &Global, state: &StateDir, issuer: &str) -> Result<Client,
     config.account = global.account.clone();
     config.holder = global.holder.clone();
     config.http.allow_insecure_loopback = global.insecure_loopback;
+    config.resources = global.resources.clone();
     let store = Arc::new(FileSessionStore::new(state.path()));
     Client::new(config, store).map_err(|e| match &e {
         Error::InsecureUrl { reason } if reason.contains("allow insecure loopback") => {

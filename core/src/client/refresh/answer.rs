@@ -68,8 +68,14 @@ impl Inner {
         let policy = self.config.retry;
         let mut attempt = 1;
         loop {
-            match token::refresh(&self.http, &metadata.token_endpoint, client_id, refresh_token)
-                .await
+            match token::refresh(
+                &self.http,
+                &metadata.token_endpoint,
+                client_id,
+                refresh_token,
+                &self.config.resources,
+            )
+            .await
             {
                 Ok(t) => {
                     self.note_server_date(t.server_date);
