@@ -307,3 +307,89 @@ async fn a_rejected_token_is_replaced_once_and_never_loops() {
     let c = op.counters().await.unwrap();
     assert_eq!((c.refresh_grants, c.reuse_detections), (1, 0), "{c:?}");
 }
+
+/// django-oauth-toolkit sets a refreshed ID token's `auth_time` to the user's latest login
+/// (OIDC Core §12.2 says it must stay the original). After the user signs in again
+/// elsewhere, the refresh answer is kept — it was made durable before the check — with the
+/// previous identity, a `ProviderDeviation` event, and tokens that work at the provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_auth_time_drift_on_refresh_keeps_the_rotated_tokens() {
+    use latchkey::{LifecycleEvent, SessionEvent, SessionObserver};
+    use latchkey_e2e::ProviderKind;
+    #[derive(Default)]
+    struct Events(std::sync::Mutex<Vec<SessionEvent>>);
+    impl SessionObserver for Events {
+        fn on_event(&self, e: &SessionEvent) {
+            self.0.lock().unwrap().push(e.clone());
+        }
+    }
+    let op = ProviderKind::Dot.start(60).await.expect("provider");
+    let dir = tempfile::tempdir().unwrap();
+    let app = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    let events = Arc::new(Events::default());
+    app.add_observer(events.clone());
+    register(&app, None).await.unwrap();
+    let first = sign_in(&app, "alice").await.unwrap();
+    // The same user signs in again on another device, a second later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other =
+        file_client(test_config(op.issuer(), other_dir.path(), "other"), other_dir.path()).unwrap();
+    register(&other, None).await.unwrap();
+    sign_in(&other, "alice").await.unwrap();
+
+    let outcome = app.refresh().await.unwrap();
+    assert_eq!(outcome, RefreshOutcome::Refreshed { generation: first.generation + 1 });
+    let s = app.session().unwrap();
+    assert_eq!(s.auth_time, first.auth_time, "the original identity is kept");
+    assert_ne!(s.access_token.expose(), first.access_token.expose());
+    let deviations: Vec<_> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.event == LifecycleEvent::ProviderDeviation)
+        .map(|e| e.detail.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(deviations.len(), 1, "{deviations:?}");
+    assert!(deviations[0].contains("auth_time"), "{deviations:?}");
+    // The rotated tokens are the live ones: userinfo works, and the next refresh too.
+    app.userinfo().await.unwrap();
+    assert!(matches!(app.refresh().await.unwrap(), RefreshOutcome::Refreshed { .. }));
+    app.userinfo().await.unwrap();
+    // What the store holds is what memory holds.
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("session.json")).unwrap()).unwrap();
+    assert_eq!(stored["generation"].as_u64(), Some(first.generation + 2));
+}
+
+/// django-oauth-toolkit deletes the previous access token when it rotates. A process still
+/// serving that token from memory learns of it from the resource server's 401: reported
+/// through `token_rejected`, the generation the other process committed is adopted (no
+/// refresh), and the request can be retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_access_token_killed_at_rotation_is_replaced_through_token_rejected() {
+    use latchkey_e2e::ProviderKind;
+    let op = ProviderKind::Dot.start(60).await.expect("provider");
+    let dir = tempfile::tempdir().unwrap();
+    let setup = file_client(test_config(op.issuer(), dir.path(), "setup"), dir.path()).unwrap();
+    let reg = register(&setup, None).await.unwrap();
+    write_registration(dir.path(), &reg);
+    sign_in(&setup, "alice").await.unwrap();
+    let ext = file_client(test_config(op.issuer(), dir.path(), "ext"), dir.path()).unwrap();
+    ext.restore_registration(reg.clone()).unwrap();
+    ext.restore_session().await.unwrap().unwrap();
+    let old = ext.access_token().await.unwrap();
+    // The app process rotates.
+    let app = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
+    app.restore_registration(reg).unwrap();
+    app.restore_session().await.unwrap().unwrap();
+    assert!(matches!(app.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 }));
+    // The extension's in-memory token is dead at the provider.
+    let err = ext.userinfo().await.unwrap_err();
+    assert!(!err.requires_reauthentication(), "{err:?}");
+    let new = ext.token_rejected(&old).await.unwrap();
+    assert_eq!(new.expose(), app.session().unwrap().access_token.expose());
+    assert_eq!(ext.session().unwrap().generation, 2);
+    ext.userinfo().await.unwrap();
+}

@@ -33,8 +33,9 @@
 //! | 21 | otherwise                                                           | `Refresh` |
 //!
 //! A journal entry of an older generation than the committed one is settled (its refresh
-//! committed); one written by this client is its own finished attempt (a timed-out request
-//! is tried once more at once: nobody else can still commit it). Both are ignored here.
+//! committed) and ignored. One written by this client is its own finished attempt: rows 16
+//! and 18 apply to a `request_sent` of ours without the wait of row 17 (nobody else can
+//! still commit it).
 
 use std::time::Duration;
 
@@ -218,6 +219,14 @@ pub(crate) fn decide(s: &Situation) -> Decision {
     }
     if !s.force && s.fresh {
         return D::StillFresh; // 10
+    }
+    if let Some(j) = s.journal.as_ref().filter(|j| j.ours && j.from_generation == c) {
+        // Our own earlier attempt whose outcome is unknown (a broken connection, a timeout):
+        // nobody else can commit it, so there is nothing to wait for; but while the access
+        // token is valid it is not worth the risk of a reuse.
+        if j.phase == JournalPhase::RequestSent && s.valid {
+            return D::KeepValid; // 16
+        }
     }
     if let Some(j) = s.journal.as_ref().filter(|j| !j.ours && j.from_generation == c) {
         let within = |limit: Duration| j.age.is_some_and(|a| a < limit);
