@@ -19,8 +19,10 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Largest response body accepted, in bytes (default 1 MiB).
     pub max_response_bytes: usize,
-    /// Allow `http://` URLs whose host is a loopback address (127.0.0.0/8, ::1) or
-    /// `localhost`. Off by default; for development providers and tests only.
+    /// Allow `http://` URLs whose host is a loopback IP literal (127.0.0.0/8, ::1), for the
+    /// issuer and every endpoint discovered from it. Host names, `localhost` included, never
+    /// qualify: a name can resolve elsewhere. Off by default; for development providers and
+    /// tests only.
     pub allow_insecure_loopback: bool,
     /// Which certificate authorities TLS trusts.
     pub trust: TrustRoots,
@@ -315,7 +317,12 @@ fn classify(e: reqwest::Error) -> HttpFailure {
     HttpFailure { error: Error::Network { message }, maybe_processed }
 }
 
-/// Checks that `url` is https, or http on a loopback host when `allow_loopback` is set.
+/// Checks that `url` is https, or http on a loopback IP literal (127.0.0.0/8, ::1) when
+/// `allow_loopback` is set.
+///
+/// Fails with [`Error::InsecureUrl`] for any other URL: plain http to a host name
+/// (`localhost` included) or to a non-loopback address, another scheme, or a malformed URL.
+/// Touches no persisted state.
 pub fn check_url(url: &str, allow_loopback: bool) -> Result<Url> {
     let parsed = Url::parse(url)
         .map_err(|e| Error::InsecureUrl { reason: format!("`{url}` is not a URL: {e}") })?;
@@ -333,13 +340,14 @@ fn origin(u: &Url) -> String {
     u.origin().ascii_serialization()
 }
 
-/// Whether the URL's host is a loopback address or `localhost`.
+/// Whether the URL's host is a loopback IP literal (127.0.0.0/8 or ::1). Host names,
+/// `localhost` included, are not: they go through name resolution, which can point
+/// anywhere. IPv4-mapped IPv6 forms (`::ffff:127.0.0.1`) are not accepted either.
 pub fn is_loopback(u: &Url) -> bool {
     match u.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
+        Some(url::Host::Domain(_)) | None => false,
     }
 }
 
@@ -382,9 +390,64 @@ mod tests {
         assert!(check_url("http://127.0.0.1:8080/x", false).is_err());
         assert!(check_url("http://127.0.0.1:8080/x", true).is_ok());
         assert!(check_url("http://[::1]:8080/x", true).is_ok());
-        assert!(check_url("http://localhost/x", true).is_ok());
         assert!(check_url("ftp://127.0.0.1/x", true).is_err());
         assert!(check_url("not a url", true).is_err());
+    }
+
+    #[test]
+    fn loopback_exception_is_for_ip_literals_only() {
+        let allowed = [
+            "http://127.0.0.1/x",
+            "http://127.0.0.1:1/x",
+            "http://127.1.2.3:8080/x",
+            "http://127.255.255.254/x",
+            "http://[::1]/x",
+            "http://[0:0:0:0:0:0:0:1]:9/x",
+            // The URL parser turns these IPv4 spellings into 127.0.0.1.
+            "http://2130706433/x",
+            "http://0x7f.0.0.1/x",
+        ];
+        for u in allowed {
+            assert!(check_url(u, true).is_ok(), "{u}");
+            assert!(
+                matches!(check_url(u, false), Err(Error::InsecureUrl { ref reason }) if reason.contains("allow insecure loopback")),
+                "{u}"
+            );
+        }
+        let refused = [
+            "http://localhost/x",
+            "http://LOCALHOST:8080/x",
+            "http://localhost./x",
+            "http://sub.localhost/x",
+            "http://127.0.0.1.nip.io/x",
+            "http://loopback/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://[::2]/x",
+            "http://128.0.0.1/x",
+            "http://0.0.0.0/x",
+            "http://10.0.0.1/x",
+            "http://[::]/x",
+        ];
+        for u in refused {
+            assert!(
+                matches!(check_url(u, true), Err(Error::InsecureUrl { ref reason }) if reason.contains("must use https")),
+                "{u}: {:?}",
+                check_url(u, true)
+            );
+        }
+        // https is never restricted to loopback.
+        assert!(check_url("https://localhost/x", false).is_ok());
+    }
+
+    #[test]
+    fn client_check_url_follows_the_config() {
+        let on =
+            HttpClient::new(HttpConfig { allow_insecure_loopback: true, ..Default::default() })
+                .unwrap();
+        assert!(on.check_url("http://127.0.0.1:4/x").is_ok());
+        assert!(matches!(on.check_url("http://localhost:4/x"), Err(Error::InsecureUrl { .. })));
+        let off = HttpClient::new(HttpConfig::default()).unwrap();
+        assert!(matches!(off.check_url("http://127.0.0.1:4/x"), Err(Error::InsecureUrl { .. })));
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub fn kind(e: &Error) -> &'static str {
         Error::UnknownState => "unknown_state",
         Error::MissingIssuer => "missing_issuer",
         Error::IssuerMismatch { .. } => "issuer_mismatch",
+        Error::RepeatedParameter { .. } => "repeated_parameter",
         Error::Authorization { .. } => "authorization",
         Error::IdToken { .. } => "id_token",
         Error::InvalidResponse { .. } => "invalid_response",
