@@ -352,9 +352,11 @@ pub fn is_loopback(u: &Url) -> bool {
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only form servers send.
+/// `None` for anything else, including out-of-range fields and years outside 1970–9999
+/// (the form has four year digits), so a hostile header can never overflow the arithmetic.
 fn httpdate_parse(s: &str) -> Option<SystemTime> {
     let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
+    if parts.len() != 6 || parts[5] != "GMT" || parts[3].len() != 4 {
         return None;
     }
     let day: i64 = parts[1].parse().ok()?;
@@ -364,7 +366,13 @@ fn httpdate_parse(s: &str) -> Option<SystemTime> {
         + 1;
     let year: i64 = parts[3].parse().ok()?;
     let hms: Vec<i64> = parts[4].split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    if hms.len() != 3 {
+    if hms.len() != 3
+        || !(1970..=9999).contains(&year)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&hms[0])
+        || !(0..60).contains(&hms[1])
+        || !(0..61).contains(&hms[2])
+    {
         return None;
     }
     // Days from civil date (Howard Hinnant's algorithm).
@@ -468,5 +476,29 @@ mod tests {
         let t = httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 784111777);
         assert!(httpdate_parse("yesterday").is_none());
+        let t = httpdate_parse("Fri, 31 Dec 9999 23:59:59 GMT").unwrap();
+        assert_eq!(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 253402300799);
+    }
+
+    #[test]
+    fn absurd_http_dates_are_ignored() {
+        for d in [
+            "Fri, 31 Dec 99999 23:59:59 GMT",
+            "Fri, 31 Dec 262143 23:59:59 GMT",
+            "Fri, 31 Dec 9223372036854775807 23:59:59 GMT",
+            "Fri, 31 Dec -9223372036854775807 23:59:59 GMT",
+            "Fri, 31 Dec 1969 23:59:59 GMT",
+            "Fri, 31 Dec 0001 23:59:59 GMT",
+            "Fri, 31 Dec -001 23:59:59 GMT",
+            "Mon, 99 Jan 2026 10:00:00 GMT",
+            "Mon, 01 Jan 2026 24:00:00 GMT",
+            "Mon, 01 Jan 2026 10:60:00 GMT",
+            "Mon, 01 Jan 2026 10:00:99999999999999999 GMT",
+            "Mon, 01 Jan 2026 10:00 GMT",
+            "Mon, 01 Foo 2026 10:00:00 GMT",
+            "Mon, 01 Jan 2026 10:00:00 UTC",
+        ] {
+            assert!(httpdate_parse(d).is_none(), "{d}");
+        }
     }
 }

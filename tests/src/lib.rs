@@ -4,6 +4,8 @@
 //!   loopback port and drives its admin API (counters, fault injection, runtime TTLs).
 //! - [`browser`]: a headless "user with a browser" that completes the provider's login and
 //!   consent pages and returns the redirect to the app.
+//! - [`hostile`]: a malicious provider on loopback serving crafted responses, with
+//!   [`jwt`] to mint (and break) the tokens it hands out.
 #![forbid(unsafe_code)]
 // Test support: a failed expectation is a test failure, reported by the panic.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -11,6 +13,8 @@
 pub mod browser;
 mod error;
 pub mod flow;
+pub mod hostile;
+pub mod jwt;
 pub mod listener;
 pub mod op;
 pub mod workers;

@@ -265,7 +265,7 @@ mod tests {
         let name = ".".repeat(200);
         let e = store.save(&name, &SessionBlob::new(1, 1, b"{}".to_vec())).await.unwrap_err();
         assert!(!e.retryable, "{e:?}");
-        assert!(store.load(&name).await.unwrap_err().retryable == false);
+        assert!(!store.load(&name).await.unwrap_err().retryable);
     }
 
     #[tokio::test]
