@@ -25,6 +25,7 @@ mod generation;
 mod journal;
 mod lease;
 mod renewal;
+pub(crate) mod replay;
 
 #[cfg(test)]
 mod tests;
