@@ -11,6 +11,9 @@
 pub mod client;
 pub mod clock;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod lock;
 pub mod oidc;
