@@ -293,7 +293,7 @@ async fn hostile_id_tokens_are_refused_with_the_failed_check_named() {
                     c["exp"] = json!(now() + 7200);
                 })
             }),
-            "issued in the future",
+            "iat: issued in the future (",
         ),
         (
             "missing sub",
@@ -428,7 +428,7 @@ async fn hostile_token_responses_are_refused() {
             ),
         ),
         (
-            "HTTP 200 with an OAuth error body",
+            "an OAuth error body (400)",
             Box::new(|_| {
                 Reply::raw(400, "{\"error\":\"invalid_grant\",\"error_description\":\"no\"}")
             }),

@@ -114,7 +114,7 @@ pub(crate) fn malformed(raw: &str) -> String {
     use base64::Engine;
     let parts: Vec<&str> = raw.split('.').collect();
     if parts.len() != 3 {
-        return format!("not a JWT: {} parts instead of 3", parts.len());
+        return format!("not a JWT: {} dot-separated parts, not 3", parts.len());
     }
     let decode = |p: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok();
     let json =
@@ -206,6 +206,10 @@ fn check(
         ClaimsVerificationError::SignatureVerification(s) => {
             Unknown::Other(id_err(format!("signature: {s}")))
         }
+        // openidconnect reports the issue-time check under `Expired` too.
+        ClaimsVerificationError::Expired(m) if m.starts_with("issued in the future") => {
+            Unknown::Other(id_err(format!("iat: {m}")))
+        }
         ClaimsVerificationError::Expired(m) => Unknown::Other(id_err(format!("expired: {m}"))),
         ClaimsVerificationError::InvalidAudience(m) => Unknown::Other(id_err(format!("aud: {m}"))),
         ClaimsVerificationError::InvalidIssuer(m) => Unknown::Other(id_err(format!("iss: {m}"))),
@@ -279,7 +283,7 @@ mod tests {
         let h = r#"{"alg":"RS256"}"#;
         let full = r#"{"iss":"i","sub":"s","aud":"a","exp":1,"iat":1}"#;
         let cases = [
-            ("a.b".to_string(), "not a JWT: 2 parts instead of 3"),
+            ("a.b".to_string(), "not a JWT: 2 dot-separated parts, not 3"),
             ("!.b.c".to_string(), "not a JWT: the header is not base64url JSON"),
             (jwt("{}", full), "not a JWT: the header has no `alg`"),
             (jwt(h, r#"{"iss":"i","aud":"a","exp":1,"iat":1}"#), "the `sub` claim is missing"),
