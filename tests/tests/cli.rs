@@ -335,6 +335,48 @@ fn with_json_every_usage_error_is_one_json_line() {
 // --- discovery and issuer errors -------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
+async fn hostile_provider_metadata_gives_exit_4_and_one_json_error() {
+    use latchkey_e2e::hostile::{HostileProvider, Reply};
+    let hp = HostileProvider::start().await.unwrap();
+    let env = Env::new(hp.issuer());
+    let port = url::Url::parse(hp.issuer()).unwrap().port().unwrap();
+    let cases = [
+        (
+            "issuer",
+            serde_json::json!("https://evil.example"),
+            "invalid_response",
+            "discovery names issuer",
+        ),
+        (
+            "token_endpoint",
+            serde_json::json!(format!("http://localhost:{port}/token")),
+            "insecure_url",
+            "must use https",
+        ),
+        ("jwks_uri", serde_json::json!("http://op.example/jwks"), "insecure_url", "must use https"),
+    ];
+    for (field, value, kind, message) in cases {
+        let mut m = hp.good_metadata();
+        m[field] = value;
+        hp.set("/.well-known/openid-configuration", Reply::json(&m));
+        for command in ["discover", "register"] {
+            let mut args = vec!["--json", command, "--issuer", hp.issuer()];
+            if command == "register" {
+                args.extend(["--redirect-uri", "http://127.0.0.1/cb"]);
+            }
+            let r = env.run(&args);
+            r.expect(4);
+            assert!(r.stdout.is_empty(), "{field}: {r:?}");
+            let e = r.error();
+            assert_eq!(e["kind"], kind, "{field}: {e}");
+            assert!(e["message"].as_str().unwrap().contains(message), "{field}: {e}");
+        }
+    }
+    assert!(!env.state().join("registration.json").exists());
+    assert!(hp.requests_to("/reg").is_empty(), "a hostile provider got a registration");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn discover_human_and_json() {
     let op = provider(60).await;
     let env = Env::new(op.issuer());
