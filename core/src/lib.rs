@@ -11,7 +11,7 @@
 pub mod client;
 pub mod clock;
 pub mod error;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

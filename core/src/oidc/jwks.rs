@@ -40,7 +40,7 @@ impl Jwks {
     }
 
     /// Keys known up front and no refetch for a while (fuzzing: no network).
-    #[cfg(feature = "fuzzing")]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn preloaded(http: HttpClient, uri: String, keys: CoreJsonWebKeySet) -> Self {
         let now = Instant::now();
         let state = State { keys: Some((keys, now)), last_forced: Some(now) };

@@ -6,7 +6,7 @@
 //! [`FileSessionStore`] is a file-backed implementation for desktop tools and tests.
 
 mod file;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use file::decode_account;
 
 pub use file::{write_private_file, FileSessionStore};
