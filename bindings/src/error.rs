@@ -136,9 +136,10 @@ impl From<latchkey::Error> for LatchkeyError {
             E::Authorization { error, description } => {
                 Self::Authorization { code: error, description }
             }
-            E::UnknownState | E::MissingIssuer | E::IssuerMismatch { .. } => {
-                Self::AuthorizationResponse { reason: detail }
-            }
+            E::UnknownState
+            | E::MissingIssuer
+            | E::IssuerMismatch { .. }
+            | E::RepeatedParameter { .. } => Self::AuthorizationResponse { reason: detail },
             E::ReauthRequired { reason } => Self::ReauthRequired { reason },
             E::LoggedOut => Self::LoggedOut,
             E::NoSession => Self::NoSession,

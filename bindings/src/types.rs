@@ -340,8 +340,9 @@ impl From<LogoutOptions> for latchkey::EndSessionOptions {
     }
 }
 
-/// What a logout did. The local session is gone in every case.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+/// What a logout did. The local session is gone in every case. `Debug` leaves out the
+/// `id_token_hint` of the URL (an ID token is a token value).
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
 pub struct LogoutOutcome {
     /// The RP-initiated logout URL to open in the browser, when the provider has one.
     pub end_session_url: Option<String>,
@@ -351,6 +352,23 @@ pub struct LogoutOutcome {
     pub access_token_revoked: bool,
     /// Why revocation failed, if it did.
     pub revocation_error: Option<String>,
+}
+
+impl std::fmt::Debug for LogoutOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutOutcome")
+            .field(
+                "end_session_url",
+                &self
+                    .end_session_url
+                    .as_deref()
+                    .map(latchkey::oidc::end_session::without_id_token_hint),
+            )
+            .field("refresh_token_revoked", &self.refresh_token_revoked)
+            .field("access_token_revoked", &self.access_token_revoked)
+            .field("revocation_error", &self.revocation_error)
+            .finish()
+    }
 }
 
 impl From<latchkey::LogoutOutcome> for LogoutOutcome {
@@ -529,6 +547,73 @@ impl From<&latchkey::SessionEvent> for SessionEvent {
             to: e.to.into(),
             generation: e.generation,
             detail: e.detail.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const AT: &str = "at-SECRET-access";
+    const RT: &str = "rt-SECRET-refresh";
+    const IT: &str = "eyJ.SECRET-id-token.sig";
+    const RAT: &str = "rat-SECRET-registration";
+
+    fn assert_clean(what: &str, text: &str) {
+        for secret in [AT, RT, IT, RAT, "SECRET"] {
+            assert!(!text.contains(secret), "{what} shows `{secret}`: {text}");
+        }
+    }
+
+    #[test]
+    fn no_ffi_type_shows_a_token_value() {
+        let url = format!(
+            "https://op.example/end?id_token_hint={IT}&post_logout_redirect_uri=app%3A%2Fout"
+        );
+        let core = latchkey::LogoutOutcome {
+            end_session_url: Some(url.clone()),
+            refresh_token_revoked: true,
+            access_token_revoked: false,
+            revocation_error: Some(latchkey::Error::Network { message: "reset".into() }),
+            refresh_token_may_outlive_logout: None,
+        };
+        let ffi = LogoutOutcome::from(core);
+        // The URL itself keeps the hint (the browser needs it); only Debug drops it.
+        assert_eq!(ffi.end_session_url.as_deref(), Some(url.as_str()));
+        let shown = format!("{ffi:?}");
+        assert_clean("LogoutOutcome", &shown);
+        assert!(shown.contains("post_logout_redirect_uri"), "{shown}");
+
+        let session: latchkey::Session = serde_json::from_value(serde_json::json!({
+            "account": "default", "issuer": "https://op.example", "client_id": "c",
+            "subject": "alice", "access_token": AT, "refresh_token": RT, "id_token": IT,
+            "expires_at_ms": 1, "scopes": ["openid"], "nonce": "n", "auth_time": 1,
+            "generation": 3
+        }))
+        .unwrap();
+        assert_clean("core Session", &format!("{session:?} {session}"));
+        let ffi = Session::from(session);
+        assert!(ffi.has_refresh_token);
+        assert_clean("Session", &format!("{ffi:?}"));
+
+        let reg: latchkey::ClientRegistration = serde_json::from_value(serde_json::json!({
+            "issuer": "https://op.example", "client_id": "c", "redirect_uris": ["app:/cb"],
+            "post_logout_redirect_uris": [], "grant_types": [],
+            "id_token_signed_response_alg": null, "client_id_issued_at": null,
+            "registration_access_token": RAT, "registration_client_uri": null
+        }))
+        .unwrap();
+        assert_clean("ClientRegistration", &format!("{:?}", ClientRegistration(reg)));
+
+        for e in [
+            latchkey::Error::IdToken { reason: "the `sub` claim is missing".into() },
+            latchkey::Error::RepeatedParameter { name: "code".into() },
+            latchkey::Error::ReauthRequired { reason: "invalid_grant".into() },
+        ] {
+            let ffi = crate::error::LatchkeyError::from(e);
+            assert_clean("LatchkeyError", &format!("{ffi:?} {ffi}"));
         }
     }
 }

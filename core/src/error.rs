@@ -82,6 +82,14 @@ pub enum Error {
         /// The issuer named in the response.
         actual: String,
     },
+    /// The authorization response carries a parameter more than once (RFC 6749 §3.1):
+    /// it is refused whole, so a second `code` or `iss` can never be picked instead of the
+    /// first one.
+    #[error("the authorization response repeats the parameter `{name}`")]
+    RepeatedParameter {
+        /// The repeated parameter's name (shortened, control characters removed).
+        name: String,
+    },
     /// The user or the provider refused the authorization request.
     #[error("authorization failed: `{error}`{}", description_suffix(.description))]
     Authorization {

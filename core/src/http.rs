@@ -19,8 +19,10 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Largest response body accepted, in bytes (default 1 MiB).
     pub max_response_bytes: usize,
-    /// Allow `http://` URLs whose host is a loopback address (127.0.0.0/8, ::1) or
-    /// `localhost`. Off by default; for development providers and tests only.
+    /// Allow `http://` URLs whose host is a loopback IP literal (127.0.0.0/8, ::1), for the
+    /// issuer and every endpoint discovered from it. Host names, `localhost` included, never
+    /// qualify: a name can resolve elsewhere. Off by default; for development providers and
+    /// tests only.
     pub allow_insecure_loopback: bool,
     /// Which certificate authorities TLS trusts.
     pub trust: TrustRoots,
@@ -315,7 +317,12 @@ fn classify(e: reqwest::Error) -> HttpFailure {
     HttpFailure { error: Error::Network { message }, maybe_processed }
 }
 
-/// Checks that `url` is https, or http on a loopback host when `allow_loopback` is set.
+/// Checks that `url` is https, or http on a loopback IP literal (127.0.0.0/8, ::1) when
+/// `allow_loopback` is set.
+///
+/// Fails with [`Error::InsecureUrl`] for any other URL: plain http to a host name
+/// (`localhost` included) or to a non-loopback address, another scheme, or a malformed URL.
+/// Touches no persisted state.
 pub fn check_url(url: &str, allow_loopback: bool) -> Result<Url> {
     let parsed = Url::parse(url)
         .map_err(|e| Error::InsecureUrl { reason: format!("`{url}` is not a URL: {e}") })?;
@@ -333,20 +340,23 @@ fn origin(u: &Url) -> String {
     u.origin().ascii_serialization()
 }
 
-/// Whether the URL's host is a loopback address or `localhost`.
+/// Whether the URL's host is a loopback IP literal (127.0.0.0/8 or ::1). Host names,
+/// `localhost` included, are not: they go through name resolution, which can point
+/// anywhere. IPv4-mapped IPv6 forms (`::ffff:127.0.0.1`) are not accepted either.
 pub fn is_loopback(u: &Url) -> bool {
     match u.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
+        Some(url::Host::Domain(_)) | None => false,
     }
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only form servers send.
+/// `None` for anything else, including out-of-range fields and years outside 1970–9999
+/// (the form has four year digits), so a hostile header can never overflow the arithmetic.
 fn httpdate_parse(s: &str) -> Option<SystemTime> {
     let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
+    if parts.len() != 6 || parts[5] != "GMT" || parts[3].len() != 4 {
         return None;
     }
     let day: i64 = parts[1].parse().ok()?;
@@ -356,7 +366,13 @@ fn httpdate_parse(s: &str) -> Option<SystemTime> {
         + 1;
     let year: i64 = parts[3].parse().ok()?;
     let hms: Vec<i64> = parts[4].split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    if hms.len() != 3 {
+    if hms.len() != 3
+        || !(1970..=9999).contains(&year)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&hms[0])
+        || !(0..60).contains(&hms[1])
+        || !(0..61).contains(&hms[2])
+    {
         return None;
     }
     // Days from civil date (Howard Hinnant's algorithm).
@@ -382,9 +398,64 @@ mod tests {
         assert!(check_url("http://127.0.0.1:8080/x", false).is_err());
         assert!(check_url("http://127.0.0.1:8080/x", true).is_ok());
         assert!(check_url("http://[::1]:8080/x", true).is_ok());
-        assert!(check_url("http://localhost/x", true).is_ok());
         assert!(check_url("ftp://127.0.0.1/x", true).is_err());
         assert!(check_url("not a url", true).is_err());
+    }
+
+    #[test]
+    fn loopback_exception_is_for_ip_literals_only() {
+        let allowed = [
+            "http://127.0.0.1/x",
+            "http://127.0.0.1:1/x",
+            "http://127.1.2.3:8080/x",
+            "http://127.255.255.254/x",
+            "http://[::1]/x",
+            "http://[0:0:0:0:0:0:0:1]:9/x",
+            // The URL parser turns these IPv4 spellings into 127.0.0.1.
+            "http://2130706433/x",
+            "http://0x7f.0.0.1/x",
+        ];
+        for u in allowed {
+            assert!(check_url(u, true).is_ok(), "{u}");
+            assert!(
+                matches!(check_url(u, false), Err(Error::InsecureUrl { ref reason }) if reason.contains("allow insecure loopback")),
+                "{u}"
+            );
+        }
+        let refused = [
+            "http://localhost/x",
+            "http://LOCALHOST:8080/x",
+            "http://localhost./x",
+            "http://sub.localhost/x",
+            "http://127.0.0.1.nip.io/x",
+            "http://loopback/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://[::2]/x",
+            "http://128.0.0.1/x",
+            "http://0.0.0.0/x",
+            "http://10.0.0.1/x",
+            "http://[::]/x",
+        ];
+        for u in refused {
+            assert!(
+                matches!(check_url(u, true), Err(Error::InsecureUrl { ref reason }) if reason.contains("must use https")),
+                "{u}: {:?}",
+                check_url(u, true)
+            );
+        }
+        // https is never restricted to loopback.
+        assert!(check_url("https://localhost/x", false).is_ok());
+    }
+
+    #[test]
+    fn client_check_url_follows_the_config() {
+        let on =
+            HttpClient::new(HttpConfig { allow_insecure_loopback: true, ..Default::default() })
+                .unwrap();
+        assert!(on.check_url("http://127.0.0.1:4/x").is_ok());
+        assert!(matches!(on.check_url("http://localhost:4/x"), Err(Error::InsecureUrl { .. })));
+        let off = HttpClient::new(HttpConfig::default()).unwrap();
+        assert!(matches!(off.check_url("http://127.0.0.1:4/x"), Err(Error::InsecureUrl { .. })));
     }
 
     #[test]
@@ -405,5 +476,29 @@ mod tests {
         let t = httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 784111777);
         assert!(httpdate_parse("yesterday").is_none());
+        let t = httpdate_parse("Fri, 31 Dec 9999 23:59:59 GMT").unwrap();
+        assert_eq!(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 253402300799);
+    }
+
+    #[test]
+    fn absurd_http_dates_are_ignored() {
+        for d in [
+            "Fri, 31 Dec 99999 23:59:59 GMT",
+            "Fri, 31 Dec 262143 23:59:59 GMT",
+            "Fri, 31 Dec 9223372036854775807 23:59:59 GMT",
+            "Fri, 31 Dec -9223372036854775807 23:59:59 GMT",
+            "Fri, 31 Dec 1969 23:59:59 GMT",
+            "Fri, 31 Dec 0001 23:59:59 GMT",
+            "Fri, 31 Dec -001 23:59:59 GMT",
+            "Mon, 99 Jan 2026 10:00:00 GMT",
+            "Mon, 01 Jan 2026 24:00:00 GMT",
+            "Mon, 01 Jan 2026 10:60:00 GMT",
+            "Mon, 01 Jan 2026 10:00:99999999999999999 GMT",
+            "Mon, 01 Jan 2026 10:00 GMT",
+            "Mon, 01 Foo 2026 10:00:00 GMT",
+            "Mon, 01 Jan 2026 10:00:00 UTC",
+        ] {
+            assert!(httpdate_parse(d).is_none(), "{d}");
+        }
     }
 }

@@ -12,6 +12,9 @@ pub mod client;
 pub mod clock;
 pub mod error;
 pub mod faults;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod lock;
 pub mod oidc;

@@ -6,6 +6,8 @@
 //!   consent pages and returns the redirect to the app.
 //! - [`dot`]: starts django-oauth-toolkit (`tests/dot`), the second real provider.
 //! - [`provider`]: either provider behind one type, for tests run against both.
+//! - [`hostile`]: a malicious provider on loopback serving crafted responses, with
+//!   [`jwt`] to mint (and break) the tokens it hands out.
 #![forbid(unsafe_code)]
 // Test support: a failed expectation is a test failure, reported by the panic.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -14,6 +16,8 @@ pub mod browser;
 pub mod dot;
 mod error;
 pub mod flow;
+pub mod hostile;
+pub mod jwt;
 pub mod listener;
 pub mod op;
 pub mod provider;

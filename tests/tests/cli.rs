@@ -288,7 +288,93 @@ fn bad_cli_input_exits_1_with_a_message() {
     }
 }
 
+#[test]
+fn with_json_every_usage_error_is_one_json_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for args in [
+        vec!["--json"],
+        vec!["--json", "frobnicate"],
+        vec!["--json", "--state-dir", d, "watch"],
+        vec!["--state-dir", d, "watch", "--json", "--duration", "-1"],
+        vec!["--json", "--state-dir", d, "watch", "--duration", "5", "--tasks", "0"],
+        vec!["--json", "--state-dir", d, "discover"],
+        vec!["--json", "--state-dir", d, "discover", "--issuer", "not a url"],
+        vec!["--json", "--state-dir", d, "token", "--min-ttl", "soon"],
+        vec!["--json", "--state-dir", d, "--no-such-flag", "status"],
+        vec!["--json", "--state-dir", d, "--holder", "", "status"],
+        vec!["--json", "--state-dir", d, "status", "extra-argument"],
+        vec!["--json", "--state-dir", d, "login"],
+    ] {
+        let mut cmd = bare();
+        cmd.args(&args);
+        let r = run_cmd(cmd);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(r.stdout.is_empty(), "{args:?}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {r:?}");
+        let e = r.error();
+        assert_eq!(e["kind"], "usage", "{args:?}: {e}");
+        let m = e["message"].as_str().unwrap();
+        assert!(!m.is_empty() && !m.contains("Usage:"), "{args:?}: {m}");
+    }
+    // Without --json (or with it after `--`) the error stays clap's text.
+    let mut cmd = bare();
+    cmd.args(["frobnicate", "--", "--json"]);
+    let r = run_cmd(cmd);
+    assert_eq!(r.code, 1);
+    assert!(serde_json::from_str::<Value>(r.stderr.trim()).is_err(), "{r:?}");
+    // --help and --version stay text on stdout.
+    for flag in ["--help", "--version"] {
+        let mut cmd = bare();
+        cmd.args(["--json", flag]);
+        let r = run_cmd(cmd).expect(0).stdout.clone();
+        assert!(r.contains("latchkey"), "{r}");
+    }
+}
+
 // --- discovery and issuer errors -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_provider_metadata_gives_exit_4_and_one_json_error() {
+    use latchkey_e2e::hostile::{HostileProvider, Reply};
+    let hp = HostileProvider::start().await.unwrap();
+    let env = Env::new(hp.issuer());
+    let port = url::Url::parse(hp.issuer()).unwrap().port().unwrap();
+    let cases = [
+        (
+            "issuer",
+            serde_json::json!("https://evil.example"),
+            "invalid_response",
+            "discovery names issuer",
+        ),
+        (
+            "token_endpoint",
+            serde_json::json!(format!("http://localhost:{port}/token")),
+            "insecure_url",
+            "must use https",
+        ),
+        ("jwks_uri", serde_json::json!("http://op.example/jwks"), "insecure_url", "must use https"),
+    ];
+    for (field, value, kind, message) in cases {
+        let mut m = hp.good_metadata();
+        m[field] = value;
+        hp.set("/.well-known/openid-configuration", Reply::json(&m));
+        for command in ["discover", "register"] {
+            let mut args = vec!["--json", command, "--issuer", hp.issuer()];
+            if command == "register" {
+                args.extend(["--redirect-uri", "http://127.0.0.1/cb"]);
+            }
+            let r = env.run(&args);
+            r.expect(4);
+            assert!(r.stdout.is_empty(), "{field}: {r:?}");
+            let e = r.error();
+            assert_eq!(e["kind"], kind, "{field}: {e}");
+            assert!(e["message"].as_str().unwrap().contains(message), "{field}: {e}");
+        }
+    }
+    assert!(!env.state().join("registration.json").exists());
+    assert!(hp.requests_to("/reg").is_empty(), "a hostile provider got a registration");
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn discover_human_and_json() {

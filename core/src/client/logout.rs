@@ -143,48 +143,6 @@ impl Client {
         }
     }
 
-    /// Handles a back-channel logout token (OpenID Connect Back-Channel Logout 1.0) that the
-    /// app's backend relayed: validates it and, when it names this session's subject, ends
-    /// the session for every process (like a logout, without revocation: the provider has
-    /// already ended the grant). The token's `sub` and `sid` (whichever it carries) must
-    /// match the session's. Returns whether a session was ended.
-    ///
-    /// Fails with [`Error::IdToken`] when the token is not a valid logout token for this
-    /// client; the session is kept then.
-    pub async fn handle_backchannel_logout(&self, logout_token: &str) -> Result<bool> {
-        let metadata = self.inner.metadata().await?;
-        let client_id = match self.session() {
-            Some(s) => s.client_id,
-            None => self.registration().ok_or(Error::NotRegistered)?.client_id,
-        };
-        let jwks = self.inner.jwks(&metadata)?;
-        let token = crate::oidc::logout_token::validate(
-            logout_token,
-            &jwks,
-            &metadata.issuer,
-            &client_id,
-            self.inner.provider_now(),
-            self.inner.config.clock_skew,
-        )
-        .await?;
-        let Some(session) = self.session() else { return Ok(false) };
-        // §2.6: the token names the session by `sub`, `sid` or both; every one given must match.
-        let sub_differs = token.subject.as_deref().is_some_and(|s| s != session.subject);
-        let sid_differs = match (&token.session_id, &session.session_id) {
-            (Some(t), Some(s)) => t != s,
-            // A sid-only token cannot be matched without the session's sid.
-            (Some(_), None) => token.subject.is_none(),
-            _ => false,
-        };
-        if sub_differs || sid_differs {
-            return Ok(false);
-        }
-        match self.inner.end_session(SessionState::LoggedOut, "back-channel logout", None).await {
-            Err(Error::LoggedOut) | Ok(_) => Ok(true),
-            Err(e) => Err(e),
-        }
-    }
-
     /// The end-session URL for the current session without logging out locally.
     ///
     /// Fails with [`Error::Unsupported`] when the provider has no end_session_endpoint.

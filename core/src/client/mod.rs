@@ -5,6 +5,7 @@
 //! [`SessionStore`] (the session itself) and the shared coordination database
 //! ([`Coordinator`]: lease, generation, journal). See `docs/adr/` for the protocol.
 
+mod backchannel;
 mod login;
 mod logout;
 mod persist;

@@ -34,6 +34,7 @@ mod journal;
 mod lease;
 mod poll;
 mod renewal;
+pub(crate) mod replay;
 
 #[cfg(test)]
 mod tests;

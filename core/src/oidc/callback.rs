@@ -39,8 +39,10 @@ impl CallbackParams {
 
 /// Parses a redirect URL (query, or fragment when the query holds nothing).
 ///
-/// Fails with [`Error::InvalidResponse`] when the URL is malformed or holds neither a code
-/// nor an error.
+/// Fails with [`Error::RepeatedParameter`] when any parameter appears more than once
+/// (RFC 6749 §3.1: a second `code` or `iss` must never be picked over the first), and
+/// with [`Error::InvalidResponse`] when the URL is malformed, holds neither a code nor an
+/// error, holds both, or lacks `state` next to a code.
 pub(crate) fn parse(redirect_url: &str) -> Result<CallbackParams> {
     let url = Url::parse(redirect_url)
         .map_err(|_| Error::invalid_response("the redirect is not a URL"))?;
@@ -50,10 +52,19 @@ pub(crate) fn parse(redirect_url: &str) -> Result<CallbackParams> {
             pairs = url::form_urlencoded::parse(f.as_bytes()).into_owned().collect();
         }
     }
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    for (name, _) in &pairs {
+        if !seen.insert(name.as_str()) {
+            return Err(Error::RepeatedParameter { name: sanitize(name, 64) });
+        }
+    }
     let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let state = get("state");
     let iss = get("iss");
     if let Some(error) = get("error") {
+        if get("code").is_some() {
+            return Err(Error::invalid_response("the redirect has both `code` and `error`"));
+        }
         return Ok(CallbackParams::Failure {
             error: sanitize(&error, 64),
             description: get("error_description").map(|d| sanitize(&d, 300)),
@@ -62,6 +73,9 @@ pub(crate) fn parse(redirect_url: &str) -> Result<CallbackParams> {
         });
     }
     match (get("code"), state) {
+        (Some(code), _) if code.is_empty() => {
+            Err(Error::invalid_response("the redirect has an empty `code`"))
+        }
         (Some(code), Some(state)) => Ok(CallbackParams::Success { code, state, iss }),
         (_, None) => Err(Error::invalid_response("the redirect has no `state`")),
         (None, _) => Err(Error::invalid_response("the redirect has neither `code` nor `error`")),
@@ -111,6 +125,69 @@ mod tests {
         assert!(parse("app:/cb?code=c").is_err());
         assert!(parse("app:/cb").is_err());
         assert!(parse("::::").is_err());
+    }
+
+    /// Every parameter, repeated (adjacent or apart, same or different value, in the query
+    /// or the fragment), is refused with its name.
+    #[test]
+    fn every_repeated_parameter_is_refused() {
+        let cases: &[(&str, &str)] = &[
+            ("app:/cb?code=c&state=s&code=evil", "code"),
+            ("app:/cb?code=c&code=c&state=s", "code"),
+            ("app:/cb?code=c&state=s&state=s2", "state"),
+            ("app:/cb?code=c&state=s&iss=https%3A%2F%2Fop&iss=https%3A%2F%2Fevil", "iss"),
+            ("app:/cb?iss=https%3A%2F%2Fevil&code=c&state=s&iss=https%3A%2F%2Fop", "iss"),
+            ("app:/cb?error=access_denied&error=server_error&state=s", "error"),
+            (
+                "app:/cb?error=x&error_description=a&error_description=b&state=s",
+                "error_description",
+            ),
+            ("app:/cb?code=c&state=s&session_state=a&session_state=b", "session_state"),
+            ("app:/cb?code=c&state=s&extra=&extra=", "extra"),
+            ("app:/cb#code=c&state=s&code=evil", "code"),
+            ("app:/cb#code=c&state=s&iss=a&iss=b", "iss"),
+            ("app:/cb?co%64e=c&state=s&code=evil", "code"),
+        ];
+        for (url, name) in cases {
+            match parse(url) {
+                Err(Error::RepeatedParameter { name: got }) => assert_eq!(&got, name, "{url}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_callbacks_are_refused() {
+        let cases: &[(&str, &str)] = &[
+            ("app:/cb?code=c", "no `state`"),
+            ("app:/cb?state=s", "neither `code` nor `error`"),
+            ("app:/cb", "no `state`"),
+            ("app:/cb?code=c&error=access_denied&state=s", "both `code` and `error`"),
+            ("app:/cb?error=access_denied&code=c", "both `code` and `error`"),
+            ("app:/cb?code=&state=s", "empty `code`"),
+            ("::::", "not a URL"),
+        ];
+        for (url, want) in cases {
+            match parse(url) {
+                Err(Error::InvalidResponse { reason }) => {
+                    assert!(reason.contains(want), "{url}: {reason}")
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_parameter_names_are_sanitized() {
+        let long = "x".repeat(500);
+        let url = format!("app:/cb?{long}%0A=1&{long}%0A=2&code=c&state=s");
+        match parse(&url) {
+            Err(Error::RepeatedParameter { name }) => {
+                assert_eq!(name.len(), 64);
+                assert!(!name.contains('\n'));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub(crate) async fn validate_classified(
     exp: &Expectations<'_>,
 ) -> std::result::Result<IdTokenInfo, Rejection> {
     let token = CoreIdToken::from_str(raw.expose())
-        .map_err(|_| Rejection::Deviation(id_err("not a signed JWT")))?;
+        .map_err(|_| Rejection::Deviation(id_err(malformed(raw.expose()))))?;
     let keys = jwks.keys().await.map_err(Rejection::Unverifiable)?;
     match check(&token, keys, exp) {
         Err(Unknown::Key) => match jwks.refetch_for_unknown_kid().await {
@@ -143,8 +143,59 @@ impl Unknown {
     }
 }
 
+/// Says which part of a token that does not parse as an ID token is wrong, without quoting
+/// any of it: its shape, its header, its claims as JSON, or a required claim (OIDC Core §2)
+/// that is missing or has the wrong type.
+pub(crate) fn malformed(raw: &str) -> String {
+    use base64::Engine;
+    let parts: Vec<&str> = raw.split('.').collect();
+    if parts.len() != 3 {
+        return format!("not a JWT: {} dot-separated parts, not 3", parts.len());
+    }
+    let decode = |p: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok();
+    let json =
+        |p: &str| decode(p).and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let Some(header) = json(parts[0]) else {
+        return "not a JWT: the header is not base64url JSON".into();
+    };
+    if !header.get("alg").is_some_and(serde_json::Value::is_string) {
+        return "not a JWT: the header has no `alg`".into();
+    }
+    let Some(claims) = json(parts[1]) else {
+        return "not a JWT: the claims are not base64url JSON".into();
+    };
+    let Some(claims) = claims.as_object() else { return "the claims are not a JSON object".into() };
+    for (name, is_valid) in [
+        ("iss", serde_json::Value::is_string as fn(&serde_json::Value) -> bool),
+        ("sub", serde_json::Value::is_string),
+        ("aud", |v: &serde_json::Value| v.is_string() || v.is_array()),
+        ("exp", serde_json::Value::is_number),
+        ("iat", serde_json::Value::is_number),
+    ] {
+        match claims.get(name) {
+            None => return format!("the `{name}` claim is missing"),
+            Some(v) if !is_valid(v) => return format!("the `{name}` claim has the wrong type"),
+            Some(_) => {}
+        }
+    }
+    if decode(parts[2]).is_none() {
+        return "not a JWT: the signature is not base64url".into();
+    }
+    "a claim has the wrong type or value".into()
+}
+
+/// `t` for chrono, clamped to chrono's range (a hostile `Date` header can put a clock
+/// anywhere; chrono's own conversion panics outside its range).
 fn to_chrono(t: SystemTime) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::<chrono::Utc>::from(t)
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map(|s| -s).unwrap_or(i64::MIN),
+    };
+    chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0).unwrap_or(if secs > 0 {
+        chrono::DateTime::<chrono::Utc>::MAX_UTC
+    } else {
+        chrono::DateTime::<chrono::Utc>::MIN_UTC
+    })
 }
 
 fn check(
@@ -166,7 +217,7 @@ fn check(
     // still passes, absorbing clock differences.
     .set_time_fn(move || to_chrono(now.checked_sub(skew).unwrap_or(now)))
     .set_issue_time_verifier_fn(move |iat| {
-        if iat > to_chrono(now + skew) {
+        if iat > to_chrono(now.checked_add(skew).unwrap_or(now)) {
             Err(format!("issued in the future ({iat})"))
         } else {
             Ok(())
@@ -190,6 +241,10 @@ fn check(
         ) => Unknown::Key,
         ClaimsVerificationError::SignatureVerification(s) => {
             Unknown::Hostile(id_err(format!("signature: {s}")))
+        }
+        // openidconnect reports the issue-time check under `Expired` too.
+        ClaimsVerificationError::Expired(m) if m.starts_with("issued in the future") => {
+            Unknown::Other(id_err(format!("iat: {m}")))
         }
         ClaimsVerificationError::Expired(m) => Unknown::Other(id_err(format!("expired: {m}"))),
         ClaimsVerificationError::InvalidAudience(m) => {
@@ -249,4 +304,58 @@ fn session_id_claim(token: &CoreIdToken) -> Option<String> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     claims.get("sid")?.as_str().map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn jwt(header: &str, claims: &str) -> String {
+        let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.{}", e(header), e(claims), e("sig"))
+    }
+
+    #[test]
+    fn malformed_tokens_name_what_failed() {
+        let h = r#"{"alg":"RS256"}"#;
+        let full = r#"{"iss":"i","sub":"s","aud":"a","exp":1,"iat":1}"#;
+        let cases = [
+            ("a.b".to_string(), "not a JWT: 2 dot-separated parts, not 3"),
+            ("!.b.c".to_string(), "not a JWT: the header is not base64url JSON"),
+            (jwt("{}", full), "not a JWT: the header has no `alg`"),
+            (jwt(h, r#"{"iss":"i","aud":"a","exp":1,"iat":1}"#), "the `sub` claim is missing"),
+            (jwt(h, r#"{"sub":"s","aud":"a","exp":1,"iat":1}"#), "the `iss` claim is missing"),
+            (jwt(h, r#"{"iss":"i","sub":"s","exp":1,"iat":1}"#), "the `aud` claim is missing"),
+            (jwt(h, r#"{"iss":"i","sub":"s","aud":"a","iat":1}"#), "the `exp` claim is missing"),
+            (jwt(h, r#"{"iss":"i","sub":"s","aud":"a","exp":1}"#), "the `iat` claim is missing"),
+            (
+                jwt(h, r#"{"iss":"i","sub":7,"aud":"a","exp":1,"iat":1}"#),
+                "the `sub` claim has the wrong type",
+            ),
+            (
+                jwt(h, r#"{"iss":"i","sub":"s","aud":"a","exp":"1","iat":1}"#),
+                "the `exp` claim has the wrong type",
+            ),
+            (jwt(h, "[1]"), "the claims are not a JSON object"),
+            (
+                format!("{}.!!.x", jwt(h, full).split('.').next().unwrap()),
+                "not a JWT: the claims are not base64url JSON",
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(malformed(&raw), want, "{raw}");
+            assert!(CoreIdToken::from_str(&raw).is_err() || want.is_empty());
+        }
+    }
+
+    #[test]
+    fn chrono_conversion_never_panics() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 4000);
+        assert_eq!(to_chrono(far), chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        assert_eq!(to_chrono(SystemTime::UNIX_EPOCH).timestamp(), 0);
+        if let Some(before) = SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(1 << 60)) {
+            assert_eq!(to_chrono(before), chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        }
+    }
 }

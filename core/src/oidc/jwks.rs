@@ -39,6 +39,14 @@ impl Jwks {
         Jwks { http, uri, state: Mutex::new(State::default()) }
     }
 
+    /// Keys known up front and no refetch for a while (fuzzing: no network).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn preloaded(http: HttpClient, uri: String, keys: CoreJsonWebKeySet) -> Self {
+        let now = Instant::now();
+        let state = State { keys: Some((keys, now)), last_forced: Some(now) };
+        Jwks { http, uri, state: Mutex::new(state) }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Poisoning only means a panic elsewhere; the cached keys are still consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())

@@ -81,6 +81,11 @@ pub(crate) async fn request(
             maybe_processed: true,
         });
     }
+    // Ten years: anything longer is not a lifetime, and it would overflow expiry arithmetic.
+    if let Some(s) = t.expires_in.filter(|s| *s > 10 * 366 * 86_400) {
+        let error = Error::invalid_response(format!("`expires_in` of {s} s is not plausible"));
+        return Err(TokenFailure { error, maybe_processed: true });
+    }
     t.server_date = resp.server_date();
     Ok(t)
 }

@@ -9,8 +9,15 @@ use serde::{Deserialize, Serialize};
 use super::{SessionBlob, SessionStore, StoreError};
 
 /// Stores each account's session in `DIR/session.json` (account `default`) or
-/// `DIR/session-<account>.json`, replacing it atomically (write to a temporary file, fsync,
+/// `DIR/session-<encoded account>.json`, replacing it atomically (write to a temporary file, fsync,
 /// rename) so a reader in another process sees the old or the new file, never a torn one.
+///
+/// The account name is encoded reversibly: ASCII letters, digits and `-` stay as they are,
+/// every other byte becomes `_` and two upper-case hex digits (`a.b` → `a_2Eb`, `a_b` →
+/// `a_5Fb`), so two accounts never share a file, and files of names made only of letters,
+/// digits and `-` keep the name earlier versions gave them. A name whose encoding exceeds
+/// the file system's limit on file names (255 bytes on most) fails to save with a
+/// permanent [`StoreError`].
 #[derive(Debug, Clone)]
 pub struct FileSessionStore {
     dir: PathBuf,
@@ -34,18 +41,63 @@ impl FileSessionStore {
         if account == "default" {
             self.dir.join("session.json")
         } else {
-            let safe: String = account
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-                .collect();
-            self.dir.join(format!("session-{safe}.json"))
+            self.dir.join(format!("session-{}.json", encode_account(account)))
         }
     }
 }
 
+/// Encodes an account name into file-name characters, reversibly (see [`FileSessionStore`]).
+fn encode_account(account: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(account.len());
+    for b in account.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "_{b:02X}");
+        }
+    }
+    out
+}
+
+/// The account whose file name is `session-<encoded>.json`: the inverse of
+/// [`encode_account`]. `None` for anything [`encode_account`] does not produce.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn decode_account(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'_' {
+            let hex = encoded.get(i + 1..i + 3)?;
+            if hex.bytes().any(|h| h.is_ascii_lowercase()) {
+                return None;
+            }
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            if v.is_ascii_alphanumeric() || v == b'-' {
+                return None;
+            }
+            out.push(v);
+            i += 3;
+        } else if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn io_err(e: std::io::Error) -> StoreError {
-    let retryable =
-        !matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidData);
+    let retryable = !matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied
+            | std::io::ErrorKind::InvalidData
+            | std::io::ErrorKind::InvalidFilename
+    );
     StoreError { message: format!("file store: {}", e.kind()), retryable }
 }
 
@@ -148,6 +200,72 @@ mod tests {
         store.clear("default").await.unwrap();
         store.clear("default").await.unwrap();
         assert!(store.load("default").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn similar_account_names_get_their_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileSessionStore::new(dir.path());
+        let names = [
+            "a.b", "a_b", "a@b", "a b", "a/b", "a\\b", "a_2Eb", "A.B", "ab", "a-b", "é", "",
+            "default",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            let blob = SessionBlob::new(i as u64 + 1, 1, format!("{{\"n\":{i}}}").into_bytes());
+            store.save(name, &blob).await.unwrap();
+        }
+        let mut paths = std::collections::HashSet::new();
+        for (i, name) in names.iter().enumerate() {
+            let back = store.load(name).await.unwrap().unwrap();
+            assert_eq!(back.generation(), i as u64 + 1, "{name:?}");
+            let path = store.path_for(name);
+            assert_eq!(path.parent(), Some(dir.path()), "{name:?} stays in the directory");
+            assert!(paths.insert(path), "{name:?} shares a file");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), names.len());
+        store.clear("a.b").await.unwrap();
+        assert!(store.load("a.b").await.unwrap().is_none());
+        assert_eq!(store.load("a_b").await.unwrap().unwrap().generation(), 2);
+    }
+
+    #[test]
+    fn account_encoding_is_reversible_and_keeps_plain_names() {
+        let store = FileSessionStore::new("/s");
+        assert_eq!(store.path_for("default"), Path::new("/s/session.json"));
+        assert_eq!(store.path_for("work-2"), Path::new("/s/session-work-2.json"));
+        assert_eq!(store.path_for("a.b"), Path::new("/s/session-a_2Eb.json"));
+        assert_eq!(store.path_for("a_b"), Path::new("/s/session-a_5Fb.json"));
+        assert_eq!(store.path_for("../x"), Path::new("/s/session-_2E_2E_2Fx.json"));
+        for name in ["a.b", "a_b", "a@b", "", "_", "__", "é€", "a\u{0}b", "x".repeat(50).as_str()]
+        {
+            let enc = encode_account(name);
+            assert!(enc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert_eq!(decode_account(&enc).as_deref(), Some(name));
+        }
+        for bad in ["_", "_2", "_2e", "_41", "a.b", "_ZZ", "_FF"] {
+            assert_eq!(decode_account(bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn files_written_before_the_encoding_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = br#"{"generation":3,"format":1,"session":{"a":1}}"#;
+        std::fs::write(dir.path().join("session.json"), legacy).unwrap();
+        std::fs::write(dir.path().join("session-work-2.json"), legacy).unwrap();
+        let store = FileSessionStore::new(dir.path());
+        assert_eq!(store.load("default").await.unwrap().unwrap().generation(), 3);
+        assert_eq!(store.load("work-2").await.unwrap().unwrap().generation(), 3);
+    }
+
+    #[tokio::test]
+    async fn over_long_account_name_is_a_permanent_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileSessionStore::new(dir.path());
+        let name = ".".repeat(200);
+        let e = store.save(&name, &SessionBlob::new(1, 1, b"{}".to_vec())).await.unwrap_err();
+        assert!(!e.retryable, "{e:?}");
+        assert!(!store.load(&name).await.unwrap_err().retryable);
     }
 
     #[tokio::test]

@@ -6,6 +6,8 @@
 //! [`FileSessionStore`] is a file-backed implementation for desktop tools and tests.
 
 mod file;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use file::decode_account;
 
 pub use file::{write_private_file, FileSessionStore};
 

@@ -39,6 +39,21 @@ impl CliError {
         CliError::new(EXIT_USAGE, "usage", message)
     }
 
+    /// A usage error found by clap, as one line: clap's message without its usage block
+    /// and tips (`--help` has those).
+    pub fn from_clap(e: &clap::Error) -> Self {
+        let rendered = e.render().to_string();
+        let message: Vec<&str> = rendered
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+            .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+            .collect();
+        let message = message.join(" ");
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        CliError::usage(if message.is_empty() { "invalid arguments" } else { message })
+    }
+
     /// A local I/O failure (state directory, listener).
     pub fn io(what: impl std::fmt::Display, e: &std::io::Error) -> Self {
         let code = match e.kind() {
@@ -91,6 +106,7 @@ pub fn kind(e: &Error) -> &'static str {
         Error::UnknownState => "unknown_state",
         Error::MissingIssuer => "missing_issuer",
         Error::IssuerMismatch { .. } => "issuer_mismatch",
+        Error::RepeatedParameter { .. } => "repeated_parameter",
         Error::Authorization { .. } => "authorization",
         Error::IdToken { .. } => "id_token",
         Error::InvalidResponse { .. } => "invalid_response",
@@ -150,6 +166,22 @@ mod tests {
             4
         );
         assert_eq!(exit_code(&Error::IdToken { reason: "x".into() }), 4);
+    }
+
+    #[test]
+    fn clap_errors_become_one_usage_line() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct T {
+            #[arg(long)]
+            n: u8,
+        }
+        let e = T::try_parse_from(["t", "--n", "x", "--bogus"]).unwrap_err();
+        let c = CliError::from_clap(&e);
+        assert_eq!((c.code, c.kind.as_str()), (EXIT_USAGE, "usage"));
+        assert!(!c.message.contains('\n') && !c.message.starts_with("error"), "{}", c.message);
+        assert!(!c.message.contains("Usage:"), "{}", c.message);
+        assert!(c.message.contains("--n") || c.message.contains("--bogus"), "{}", c.message);
     }
 
     #[test]

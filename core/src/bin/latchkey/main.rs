@@ -38,9 +38,18 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             // --help and --version print to stdout and succeed; every usage error exits 1
-            // (clap's own default would be 2, which here means "sign in again").
-            let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+            // (clap's own default would be 2, which here means "sign in again"). With
+            // --json anywhere before `--`, a usage error is one JSON line like any other.
+            if !e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if json_requested(std::env::args_os()) {
+                output::error(&CliError::from_clap(&e), true);
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     init_logging(cli.global.verbose);
@@ -65,6 +74,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the raw arguments ask for JSON output (they did not parse, so look at them).
+fn json_requested(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.skip(1).take_while(|a| a != "--").any(|a| a == "--json")
+}
+
 /// Logs to stderr when asked: RUST_LOG, or -v (info), -vv (debug), -vvv (trace) for
 /// Latchkey's own targets. Latchkey never logs token values.
 fn init_logging(verbose: u8) {
@@ -83,4 +97,17 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_is_found_in_arguments_that_did_not_parse() {
+        let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(super::json_requested(args(&["latchkey", "--json", "frobnicate"]).into_iter()));
+        assert!(super::json_requested(args(&["latchkey", "token", "--json", "-x"]).into_iter()));
+        assert!(!super::json_requested(args(&["latchkey", "--", "--json"]).into_iter()));
+        assert!(!super::json_requested(args(&["--json"]).into_iter()));
+        assert!(!super::json_requested(args(&["latchkey", "--jsonx"]).into_iter()));
+    }
 }

@@ -110,7 +110,7 @@ impl StateDir {
 }
 
 /// Refuses `--insecure-loopback` for anything but an http issuer on 127.0.0.0/8 or ::1
-/// (the library would also accept `localhost`, which can resolve elsewhere).
+/// (the library refuses the others too; this names the flag in the message).
 fn check_insecure_issuer(issuer: &str, allow: bool) -> Result<(), CliError> {
     let Ok(u) = url::Url::parse(issuer) else { return Ok(()) };
     if u.scheme() != "http" || !allow {
