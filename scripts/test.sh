@@ -11,7 +11,8 @@
 # Environment: LATCHKEY_SOAK_SECS (multi-process soak length, default 30),
 # LATCHKEY_DOT_SOAK_SECS (the same against django-oauth-toolkit, default 6),
 # LATCHKEY_DOT_CACHE (where the virtualenv is cached, default /var/cache/latchkey),
-# LATCHKEY_KILL_TRIALS (SIGKILL trials, default 20), LATCHKEY_SKIP_SWIFT=1,
+# LATCHKEY_KILL_TRIALS (SIGKILL trials, default 20), LATCHKEY_MATRIX_LANES (fault-matrix
+# cells run at once, default 2), LATCHKEY_SKIP_SWIFT=1,
 # LATCHKEY_SKIP_KOTLIN=1. The test provider's npm packages are installed once, here; test
 # binaries run with LATCHKEY_OP_NO_NPM=1 and never run npm themselves.
 set -euo pipefail
@@ -59,7 +60,8 @@ cargo test --workspace --features latchkey/cli --exclude latchkey-e2e
 # End-to-end binaries one at a time: they start providers and worker processes.
 for t in tests/tests/*.rs; do
   name=$(basename "$t" .rs)
-  if [ "$name" = multiprocess ]; then
+  if [ "$name" = multiprocess ] || [ "$name" = fault_matrix ]; then
+    # Timing-sensitive and printing their tables: one test at a time.
     cargo test -p latchkey-e2e --features latchkey/cli --test "$name" -- --test-threads=1 --nocapture
   else
     cargo test -p latchkey-e2e --features latchkey/cli --test "$name" -- --test-threads=2
