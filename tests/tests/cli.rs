@@ -345,7 +345,7 @@ async fn hostile_provider_metadata_gives_exit_4_and_one_json_error() {
             "issuer",
             serde_json::json!("https://evil.example"),
             "invalid_response",
-            "discovery names issuer",
+            "discovery document names issuer",
         ),
         (
             "token_endpoint",

@@ -606,7 +606,7 @@ async fn hostile_metadata_is_refused() {
                 m
             },
             Box::new(
-                |e| matches!(e, Error::InvalidResponse { reason } if reason.starts_with("discovery names issuer `https://evil.example`")),
+                |e| matches!(e, Error::InvalidResponse { reason } if reason.starts_with("discovery document names issuer `https://evil.example`")),
             ),
         ),
         (
@@ -617,7 +617,7 @@ async fn hostile_metadata_is_refused() {
                 m
             },
             Box::new(
-                |e| matches!(e, Error::InvalidResponse { reason } if reason.starts_with("discovery names issuer")),
+                |e| matches!(e, Error::InvalidResponse { reason } if reason.starts_with("discovery document names issuer")),
             ),
         ),
         (

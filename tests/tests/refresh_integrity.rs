@@ -393,3 +393,89 @@ async fn dot_access_token_killed_at_rotation_is_replaced_through_token_rejected(
     assert_eq!(ext.session().unwrap().generation, 2);
     ext.userinfo().await.unwrap();
 }
+
+/// Adoption re-checks freshness: a process that adopts a generation whose access token has
+/// already expired goes on to refresh instead of handing out the expired token.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adopted_generation_that_expired_is_refreshed_not_handed_out() {
+    let op = provider(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    prepare(&op, dir.path()).await;
+    let app = restored(&op, dir.path(), "app").await;
+    let ext = restored(&op, dir.path(), "ext").await;
+    assert!(matches!(app.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 }));
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    // Generation 2 is committed and expired; ext still holds generation 1.
+    let token = ext.access_token().await.unwrap();
+    let s = ext.session().unwrap();
+    assert_eq!(s.generation, 3, "adopted 2, then refreshed");
+    assert_eq!(s.access_token.expose(), token.expose());
+    assert!(s.is_fresh(std::time::SystemTime::now(), Duration::ZERO));
+    let c = op.counters().await.unwrap();
+    assert_eq!((c.refresh_grants, c.reuse_detections), (2, 0), "{c:?}");
+}
+
+/// A store call that never returns (a hung keychain) cannot hold the refresh lease of every
+/// process: it fails as a retryable store error within the store timeout, the new tokens are
+/// kept in memory, the lease is free for the next process, and the tokens are saved once the
+/// store answers again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_store_times_out_and_frees_the_lease() {
+    use async_trait::async_trait;
+    use latchkey::{FileSessionStore, SessionBlob, SessionStore, StoreError};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Hanging {
+        inner: FileSessionStore,
+        hang: AtomicBool,
+    }
+    #[async_trait]
+    impl SessionStore for Hanging {
+        async fn save(&self, account: &str, blob: &SessionBlob) -> Result<(), StoreError> {
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.save(account, blob).await
+        }
+        async fn load(&self, account: &str) -> Result<Option<SessionBlob>, StoreError> {
+            self.inner.load(account).await
+        }
+        async fn clear(&self, account: &str) -> Result<(), StoreError> {
+            self.inner.clear(account).await
+        }
+    }
+    let op = provider(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    prepare(&op, dir.path()).await;
+    let store =
+        Arc::new(Hanging { inner: FileSessionStore::new(dir.path()), hang: AtomicBool::new(true) });
+    let mut config = test_config(op.issuer(), dir.path(), "app");
+    config.store_timeout = Duration::from_millis(300);
+    config.store_retry.max_attempts = 2;
+    let app = Client::new(config, store.clone()).unwrap();
+    let reg: latchkey::ClientRegistration =
+        serde_json::from_slice(&std::fs::read(dir.path().join("registration.json")).unwrap())
+            .unwrap();
+    app.restore_registration(reg).unwrap();
+    app.restore_session().await.unwrap().unwrap();
+    let t = Instant::now();
+    let err = app.refresh().await.unwrap_err();
+    assert!(matches!(err, Error::Store { retryable: true, .. }), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    // The lease is free at once for another process.
+    let coord =
+        Coordinator::open(dir.path().join("lock.db"), CoordinatorConfig::default(), Arc::new(SystemClock))
+            .unwrap();
+    let lease = coord.try_acquire("default", "other").await.unwrap().expect("lease free");
+    lease.release().await.unwrap();
+    // The store answers again: the next call saves the tokens kept in memory.
+    store.hang.store(false, Ordering::SeqCst);
+    let token = app.access_token().await.unwrap();
+    assert_eq!(app.session().unwrap().generation, 2);
+    assert_eq!(committed_generation(dir.path()), 2);
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("session.json")).unwrap()).unwrap();
+    assert_eq!(stored["generation"].as_u64(), Some(2));
+    assert_eq!(app.session().unwrap().access_token.expose(), token.expose());
+    let c = op.counters().await.unwrap();
+    assert_eq!((c.refresh_grants, c.reuse_detections), (1, 0), "{c:?}");
+}
