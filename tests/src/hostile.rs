@@ -135,6 +135,7 @@ impl HostileProvider {
             "userinfo_endpoint": self.url("/userinfo"),
             "registration_endpoint": self.url("/reg"),
             "end_session_endpoint": self.url("/session/end"),
+            "revocation_endpoint": self.url("/revoke"),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],

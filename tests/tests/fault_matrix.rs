@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use latchkey::lock::{Coordinator, CoordinatorConfig, SessionState};
-use latchkey::SystemClock;
+use latchkey::{RefreshOutcome, SystemClock};
 use latchkey_e2e::flow::{register, sign_in, test_config};
 use latchkey_e2e::op::{ProviderOptions, TestProvider};
 use latchkey_e2e::workers::{write_registration, Worker, WorkerSpec};
@@ -301,4 +301,166 @@ async fn fault_matrix_with_reuse_interval_loses_nothing() {
         assert_eq!(r.lost, 0, "a session was lost: {r:?}");
         assert_eq!(r.converged, r.alive, "a live process did not converge: {r:?}");
     }
+}
+
+/// Login commit and logout paths: their fault points × the same three faults. A login cut
+/// short leaves either a usable session (a new process restores and refreshes it) or none —
+/// never one that cannot be restored; a logout cut short still ends the session for every
+/// process, and a restore afterwards finds it ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_and_logout_paths_under_faults() {
+    let op =
+        TestProvider::start(ProviderOptions { access_token_ttl_secs: 60, ..Default::default() })
+            .await
+            .expect("test provider");
+    println!("\nlogin and logout paths under faults\n");
+    println!("| fault point | fault | reached | outcome | reuse detections |");
+    println!("|---|---|---|---|---|");
+    let mut failures = Vec::new();
+    for point in ["login::after_exchange", "login::after_save"] {
+        for action in ACTIONS {
+            let (hit, outcome, reuse) = login_cell(&op, point, action).await;
+            println!(
+                "| `{point}` | {action} | {} | {outcome} | {reuse} |",
+                if hit { "yes" } else { "no" }
+            );
+            if !hit || reuse != 0 || outcome.starts_with("broken") {
+                failures.push(format!("{point} {action}: {outcome}, reuse {reuse}"));
+            }
+        }
+    }
+    for action in ACTIONS {
+        let (hit, outcome, reuse) = logout_cell(&op, action).await;
+        println!(
+            "| `logout::after_end` | {action} | {} | {outcome} | {reuse} |",
+            if hit { "yes" } else { "no" }
+        );
+        if !hit || reuse != 0 || outcome.starts_with("broken") {
+            failures.push(format!("logout::after_end {action}: {outcome}, reuse {reuse}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+fn worker_spec(op: &TestProvider, dir: &Path, args: &[&str]) -> WorkerSpec {
+    WorkerSpec {
+        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
+        issuer: op.issuer().to_string(),
+        state_dir: dir.to_path_buf(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+async fn wait_fault(w: &Worker, action: &str) -> bool {
+    let since = Instant::now() - Duration::from_secs(3600);
+    let hit = w.wait_for(since, Duration::from_secs(15), |v| v["event"] == "fault").is_some();
+    if hit && action == "stop" {
+        tokio::time::sleep(Duration::from_millis(STOP_MS)).await;
+        w.cont();
+    }
+    hit
+}
+
+async fn login_cell(op: &TestProvider, point: &'static str, action: &str) -> (bool, String, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let setup =
+        latchkey_e2e::flow::file_client(test_config(op.issuer(), dir.path(), "setup"), dir.path())
+            .unwrap();
+    let reg = register(&setup, None).await.unwrap();
+    write_registration(dir.path(), &reg);
+    drop(setup);
+    op.reset().await.unwrap();
+    let spec = worker_spec(
+        op,
+        dir.path(),
+        &["--tasks", "1", "--duration-ms", "500", "--lease-ms", &LEASE_MS.to_string()],
+    );
+    let mut signer = spec.spawn_with(
+        "signer",
+        &["--sign-in".to_string(), "alice".to_string()],
+        &[("FAILPOINTS", format!("{point}=1*return({action})"))],
+    );
+    let hit = wait_fault(&signer, action).await;
+    signer.summary(Duration::from_secs(20));
+    // A new process: restore whatever the store holds, and refresh it once.
+    let c =
+        latchkey_e2e::flow::file_client(test_config(op.issuer(), dir.path(), "after"), dir.path())
+            .unwrap();
+    c.restore_registration(reg).unwrap();
+    let outcome = match c.restore_session().await {
+        Ok(None) => {
+            let end = c.recorded_end().await.unwrap();
+            let rec = coordinator(dir.path()).generation("default").await.unwrap();
+            if rec.is_none() || end.is_some() {
+                "no session left behind".to_string()
+            } else {
+                format!("broken: committed {rec:?} but nothing stored")
+            }
+        }
+        Ok(Some(_)) => match c.refresh().await {
+            Ok(RefreshOutcome::Refreshed { generation }) => {
+                format!("session usable (restored, refreshed to generation {generation})")
+            }
+            other => format!("broken: restored but refresh gave {other:?}"),
+        },
+        Err(e) => format!("broken: restore failed: {e}"),
+    };
+    let reuse = op.counters().await.unwrap().reuse_detections;
+    (hit, outcome, reuse)
+}
+
+async fn logout_cell(op: &TestProvider, action: &str) -> (bool, String, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let setup =
+        latchkey_e2e::flow::file_client(test_config(op.issuer(), dir.path(), "setup"), dir.path())
+            .unwrap();
+    let reg = register(&setup, None).await.unwrap();
+    write_registration(dir.path(), &reg);
+    sign_in(&setup, "alice").await.unwrap();
+    drop(setup);
+    op.reset().await.unwrap();
+    let spec = worker_spec(
+        op,
+        dir.path(),
+        &[
+            "--tasks",
+            "1",
+            "--duration-ms",
+            "5000",
+            "--interval-ms",
+            "25",
+            "--lease-ms",
+            &LEASE_MS.to_string(),
+        ],
+    );
+    let mut leaver = spec.spawn_with(
+        "leaver",
+        &["--logout-after-ms".to_string(), "800".to_string()],
+        &[("FAILPOINTS", format!("logout::after_end=1*return({action})"))],
+    );
+    let mut others = vec![spec.spawn("o1"), spec.spawn("o2")];
+    let hit = wait_fault(&leaver, action).await;
+    let mut states = Vec::new();
+    if let Some(s) = leaver.summary(Duration::from_secs(30)) {
+        states.push(s["state"].as_str().unwrap_or("?").to_string());
+    }
+    for w in &mut others {
+        if let Some(s) = w.summary(Duration::from_secs(30)) {
+            states.push(s["state"].as_str().unwrap_or("?").to_string());
+        }
+    }
+    let c =
+        latchkey_e2e::flow::file_client(test_config(op.issuer(), dir.path(), "after"), dir.path())
+            .unwrap();
+    c.restore_registration(reg).unwrap();
+    let restore = c.restore_session().await;
+    let ended = matches!(restore, Err(latchkey::Error::LoggedOut) | Ok(None));
+    let all_out = states.iter().all(|s| s == "LoggedOut");
+    let outcome = if ended && all_out && states.len() >= 2 {
+        format!("logged out everywhere ({} live processes; restore finds it ended)", states.len())
+    } else {
+        format!("broken: states {states:?}, restore {restore:?}")
+    };
+    let reuse = op.counters().await.unwrap().reuse_detections;
+    (hit, outcome, reuse)
 }

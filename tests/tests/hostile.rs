@@ -501,8 +501,13 @@ async fn an_absurd_date_header_is_ignored_not_fatal() {
     assert_eq!(client.session(), Some(signed_in));
 }
 
+/// The provider rotated (the old refresh token is consumed) and names another subject in
+/// the refreshed ID token: proof of another identity. The answer was made durable first, as
+/// every refresh answer is, so the check runs on a committed generation: the session ends
+/// for every process (`ReauthRequired` recorded), the new refresh token is revoked, the store
+/// is cleared, and mallory's tokens never become a session anywhere.
 #[tokio::test]
-async fn a_refresh_naming_another_subject_keeps_the_session() {
+async fn a_refresh_naming_another_subject_ends_the_session_everywhere() {
     let bed = Bed::new().await;
     let iss = bed.hp.issuer().to_string();
     let before = bed.hp.requests_to("/token").len();
@@ -511,6 +516,7 @@ async fn a_refresh_naming_another_subject_keeps_the_session() {
         "/token",
         token_reply("at-mallory", &bed.key.sign(&claims(&iss, "mallory", &nonce, "at-mallory"))),
     );
+    bed.hp.set("/revoke", Reply::json(&json!({})));
     let r = bed.client.refresh().await;
     match &r {
         Err(Error::IdToken { reason }) => {
@@ -521,12 +527,22 @@ async fn a_refresh_naming_another_subject_keeps_the_session() {
     assert_eq!(bed.hp.requests_to("/token").len(), before + 1);
     let sent = bed.hp.requests_to("/token").pop().unwrap();
     assert_eq!(sent.form("grant_type").as_deref(), Some("refresh_token"));
-    // No new session: the store holds the one signed in, and so does a fresh process.
-    assert_eq!(session_files(bed.dir.path()), bed.snapshot);
+    // The new refresh token was revoked (best effort).
+    let revoked = bed.hp.requests_to("/revoke");
+    assert!(
+        revoked.iter().any(|r| r.form("token").as_deref() == Some("rt-at-mallory")),
+        "{revoked:?}"
+    );
+    // Ended for every process: nothing in memory, nothing in the store, recorded as ended.
+    assert_eq!(bed.client.state(), latchkey::LifecycleState::ReauthRequired);
+    assert!(bed.client.session().is_none());
+    assert!(!bed.dir.path().join("session.json").exists());
     let other = new_client(&bed.hp, bed.dir.path());
-    let restored = other.restore_session().await.unwrap().unwrap();
-    assert_eq!(restored.subject, "alice");
-    assert_eq!(restored.generation, bed.baseline.generation);
+    assert!(other.restore_session().await.unwrap().is_none());
+    assert_eq!(
+        other.recorded_end().await.unwrap(),
+        Some(latchkey::lock::SessionState::ReauthRequired)
+    );
     println!("refresh with another sub: {r:?}");
 }
 

@@ -385,12 +385,20 @@ async fn dot_access_token_killed_at_rotation_is_replaced_through_token_rejected(
     app.restore_registration(reg).unwrap();
     app.restore_session().await.unwrap().unwrap();
     assert!(matches!(app.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 }));
-    // The extension's in-memory token is dead at the provider.
-    let err = ext.userinfo().await.unwrap_err();
-    assert!(!err.requires_reauthentication(), "{err:?}");
+    // The extension's in-memory token is dead at the provider; userinfo reports it through
+    // token_rejected and retries with the generation the app committed — no refresh (the
+    // committed generation stays 2).
+    ext.userinfo().await.unwrap();
+    assert_eq!(ext.session().unwrap().generation, 2);
+    assert_ne!(ext.session().unwrap().access_token.expose(), old.expose());
+    assert_eq!(committed_generation(dir.path()), 2);
+    // The same through the API an app calls on a 401 of its own resource server.
+    let old = ext.access_token().await.unwrap();
+    assert!(matches!(app.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 3 }));
     let new = ext.token_rejected(&old).await.unwrap();
     assert_eq!(new.expose(), app.session().unwrap().access_token.expose());
-    assert_eq!(ext.session().unwrap().generation, 2);
+    assert_eq!(ext.session().unwrap().generation, 3);
+    assert_eq!(committed_generation(dir.path()), 3);
     ext.userinfo().await.unwrap();
 }
 
@@ -462,9 +470,12 @@ async fn a_hung_store_times_out_and_frees_the_lease() {
     assert!(matches!(err, Error::Store { retryable: true, .. }), "{err:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
     // The lease is free at once for another process.
-    let coord =
-        Coordinator::open(dir.path().join("lock.db"), CoordinatorConfig::default(), Arc::new(SystemClock))
-            .unwrap();
+    let coord = Coordinator::open(
+        dir.path().join("lock.db"),
+        CoordinatorConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
     let lease = coord.try_acquire("default", "other").await.unwrap().expect("lease free");
     lease.release().await.unwrap();
     // The store answers again: the next call saves the tokens kept in memory.

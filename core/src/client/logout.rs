@@ -57,8 +57,9 @@ impl Client {
         let token = self.access_token().await?;
         match userinfo::fetch(&self.inner.http, endpoint, &token, &subject).await {
             Err(Error::Provider { error, .. }) if error == "invalid_token" => {
-                self.refresh().await?;
-                let token = self.access_token().await?;
+                // Some providers revoke the previous access token at rotation: report it,
+                // take the newer generation (or one refresh), retry once.
+                let token = self.token_rejected(&token).await?;
                 userinfo::fetch(&self.inner.http, endpoint, &token, &subject).await
             }
             other => other,

@@ -6,7 +6,13 @@
 //! latchkey-worker --issuer URL --state-dir DIR --holder NAME [--tasks 8] [--duration-ms 30000]
 //!                 [--interval-ms 50] [--fail-saves N] [--lease-ms 3000] [--margin-ms N]
 //!                 [--reuse-interval-ms N] [--in-doubt-ms N] [--answered-limit-ms N]
+//!                 [--sign-in USER] [--logout-after-ms N]
 //! ```
+//!
+//! `--sign-in USER` signs in with the headless browser instead of restoring the stored
+//! session (a failure prints `sign_in_failed` and exits 3); without it, an empty store prints
+//! `no_session` and exits 0. `--logout-after-ms N` logs out after N ms (`logout_done` or
+//! `logout_failed`).
 //!
 //! Fault points (`latchkey::faults`) are configured from the `FAILPOINTS` environment
 //! variable, e.g. `FAILPOINTS='refresh::after_answered=1*return(abort)'`.
@@ -41,6 +47,8 @@ struct Args {
     reuse_interval: Option<Duration>,
     in_doubt: Option<Duration>,
     answered_limit: Option<Duration>,
+    sign_in: Option<String>,
+    logout_after: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,6 +65,8 @@ fn parse_args() -> Result<Args, String> {
         reuse_interval: None,
         in_doubt: None,
         answered_limit: None,
+        sign_in: None,
+        logout_after: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,6 +85,8 @@ fn parse_args() -> Result<Args, String> {
             "--reuse-interval-ms" => a.reuse_interval = Some(Duration::from_millis(num(val()?)?)),
             "--in-doubt-ms" => a.in_doubt = Some(Duration::from_millis(num(val()?)?)),
             "--answered-limit-ms" => a.answered_limit = Some(Duration::from_millis(num(val()?)?)),
+            "--sign-in" => a.sign_in = Some(val()?),
+            "--logout-after-ms" => a.logout_after = Some(Duration::from_millis(num(val()?)?)),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -177,10 +189,50 @@ async fn main() {
     client.restore_registration(reg).expect("registration issuer");
     let printer = Arc::new(Printer { counts: Mutex::new(BTreeMap::new()) });
     client.add_observer(printer.clone());
-    let session = client.restore_session().await.expect("restore").expect("a stored session");
+    let session = match &args.sign_in {
+        Some(user) => match latchkey_e2e::flow::sign_in(&client, user).await {
+            Ok(s) => s,
+            Err(e) => {
+                emit(
+                    json!({"event": "sign_in_failed", "pid": std::process::id(), "t_ms": now_ms(),
+                            "retryable": e.is_retryable(), "message": e.to_string()}),
+                );
+                std::process::exit(3);
+            }
+        },
+        None => match client.restore_session().await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                emit(json!({"event": "no_session", "pid": std::process::id(), "t_ms": now_ms()}));
+                return;
+            }
+            Err(e) => {
+                emit(
+                    json!({"event": "restore_failed", "pid": std::process::id(), "t_ms": now_ms(),
+                            "retryable": e.is_retryable(), "message": e.to_string()}),
+                );
+                std::process::exit(3);
+            }
+        },
+    };
     emit(json!({"event": "ready", "pid": std::process::id(), "holder": args.holder,
                 "generation": session.generation, "t_ms": now_ms()}));
 
+    if let Some(after) = args.logout_after {
+        let client = client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            match client.logout(latchkey::EndSessionOptions::default()).await {
+                Ok(_) => emit(
+                    json!({"event": "logout_done", "pid": std::process::id(), "t_ms": now_ms()}),
+                ),
+                Err(e) => emit(
+                    json!({"event": "logout_failed", "pid": std::process::id(), "t_ms": now_ms(),
+                                      "message": e.to_string()}),
+                ),
+            }
+        });
+    }
     let deadline = Instant::now() + args.duration;
     let calls = Arc::new(AtomicU64::new(0));
     let max_call_ms = Arc::new(AtomicU64::new(0));
