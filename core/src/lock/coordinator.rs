@@ -69,6 +69,11 @@ pub struct CoordinatorConfig {
     pub poll_fast_for: Duration,
     /// The longest mean interval between two reads once backed off.
     pub poll_max: Duration,
+    /// The longest a lease is renewed (default 120 s, far beyond a refresh's bounded steps):
+    /// a holder stuck longer — a hung app callback, say — stops being renewed, its lease
+    /// lapses and the other processes go on; its own next fenced write fails with the
+    /// retryable [`Error::LeaseLost`].
+    pub max_hold: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -81,6 +86,7 @@ impl Default for CoordinatorConfig {
             poll_interval: Duration::from_millis(1),
             poll_fast_for: Duration::from_millis(25),
             poll_max: Duration::from_millis(40),
+            max_hold: Duration::from_secs(120),
         }
     }
 }

@@ -41,6 +41,8 @@ pub(crate) struct LeaseShared {
     released: AtomicBool,
     /// When the row was last written with a new expiry by this acquisition.
     renewed_at: Mutex<std::time::Instant>,
+    /// When this acquisition was made (for `max_hold`).
+    acquired_at: std::time::Instant,
 }
 
 impl LeaseShared {
@@ -52,6 +54,7 @@ impl LeaseShared {
             lost: AtomicBool::new(false),
             released: AtomicBool::new(false),
             renewed_at: Mutex::new(std::time::Instant::now()),
+            acquired_at: std::time::Instant::now(),
         }
     }
 
@@ -75,6 +78,11 @@ impl LeaseShared {
     /// Records a successful renewal.
     pub(crate) fn touch(&self) {
         *self.renewed_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Time since the acquisition.
+    pub(crate) fn held_for(&self) -> Duration {
+        self.acquired_at.elapsed()
     }
 
     /// Time since the acquisition or the last renewal.

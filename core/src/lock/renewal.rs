@@ -5,7 +5,8 @@
 //! period, so a lease is renewed 0.5–1.5 periods after its acquisition and then once per
 //! period: at most one write per second per held lease with the defaults, and no timer at
 //! all in a process that holds nothing. A renewal that finds the row taken by another
-//! acquisition marks the lease lost.
+//! acquisition marks the lease lost. A lease held longer than `max_hold` is no longer
+//! renewed: a stuck holder (a hung app callback) cannot block every other process.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,9 +53,17 @@ async fn renewer(inner: Arc<Inner>) {
             armed.0 = Some(Arc::clone(&inner));
             continue;
         }
+        let max_hold = inner.config.max_hold;
         let due: Vec<_> = live
             .into_iter()
             .filter(|s| !s.is_released() && !s.is_lost() && s.renewed_age() >= every / 2)
+            .filter(|s| {
+                let stuck = s.held_for() > max_hold;
+                if stuck {
+                    tracing::warn!(account = %s.account, fence = s.fence, "lease held longer than max_hold; no longer renewed");
+                }
+                !stuck
+            })
             .collect();
         if due.is_empty() {
             continue;

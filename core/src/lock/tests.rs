@@ -261,6 +261,35 @@ async fn renewal_keeps_the_lease_past_the_lease_time() {
     assert!(b.try_acquire(ACC, "b").await.unwrap().is_some());
 }
 
+/// A holder stuck past `max_hold` (a hung callback while it holds the lease) is no longer
+/// renewed: the lease lapses for the others, and the stuck holder's next fenced write fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_held_past_max_hold_lapses_for_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let stuck_config =
+        CoordinatorConfig { max_hold: Duration::from_millis(400), ..config(300, 50) };
+    let a = open(&path, stuck_config);
+    let b = open(&path, config(300, 50));
+    let lease = a.acquire(ACC, "a").await.unwrap();
+    // Renewed while younger than max_hold.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(b.try_acquire(ACC, "b").await.unwrap().is_none());
+    // Then it lapses: the other process gets it.
+    let mut got = None;
+    for _ in 0..60 {
+        if let Some(l) = b.try_acquire(ACC, "b").await.unwrap() {
+            got = Some(l);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(got.is_some(), "the stuck lease never lapsed");
+    let err = lease.confirm().await.unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
+    assert!(err.is_retryable());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_marks_the_lease_lost_when_another_holder_took_it() {
     let dir = tempfile::tempdir().unwrap();
