@@ -141,7 +141,7 @@ async fn sigkill_of_the_holder_at_random_points() {
     let trials = env_u64("LATCHKEY_KILL_TRIALS", 20);
     let lease_ms = 1500u64;
     // A killed holder's `request_sent` entry is waited for this long before the old refresh
-    // token is tried once more.
+    // token is tried once more; an `answered` one before the session is declared lost.
     let in_doubt_ms = 2000u64;
     let op = provider(2).await;
     let dir = tempfile::tempdir().unwrap();
@@ -160,6 +160,8 @@ async fn sigkill_of_the_holder_at_random_points() {
             "--lease-ms",
             &lease,
             "--in-doubt-ms",
+            &in_doubt_ms.to_string(),
+            "--answered-limit-ms",
             &in_doubt_ms.to_string(),
         ],
     );
