@@ -33,16 +33,15 @@ const LEASE_MS: u64 = 1500;
 /// How long a suspended process stays stopped: past its lease.
 const STOP_MS: u64 = LEASE_MS + 300;
 const RUN_MS: u64 = 9000;
-/// Fault points run in the refresher (the first to refresh); `adopt::*` in an adopter.
-const POINTS: &[&str] = &[
-    "refresh::before_send",
-    "refresh::response_read",
-    "refresh::after_answered",
-    "refresh::after_save",
-    "refresh::after_commit",
-    "refresh::after_validate",
-    "adopt::after_load",
-];
+/// The fault points of the refresh and adoption paths (`latchkey::faults::POINTS`): run in
+/// the refresher (the first to refresh); `adopt::*` in an adopter.
+fn points() -> Vec<&'static str> {
+    latchkey::faults::POINTS
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("refresh::") || p.starts_with("adopt::"))
+        .collect()
+}
 const ACTIONS: &[&str] = &["abort", "stop", "error"];
 
 #[derive(Debug, Clone)]
@@ -216,7 +215,8 @@ async fn run_matrix(reuse_interval_secs: Option<u64>) -> Vec<CellResult> {
     let lanes = env_usize("LATCHKEY_MATRIX_LANES", 2).max(1);
     // `LATCHKEY_MATRIX_ONLY=point:action` runs one cell and prints its processes' lines.
     let only = std::env::var("LATCHKEY_MATRIX_ONLY").ok();
-    let cells: Vec<(&'static str, &'static str)> = POINTS
+    let points = points();
+    let cells: Vec<(&'static str, &'static str)> = points
         .iter()
         .flat_map(|p| ACTIONS.iter().map(move |a| (*p, *a)))
         .filter(|(p, a)| only.as_deref().is_none_or(|o| o == format!("{p}:{a}")))
@@ -247,7 +247,7 @@ async fn run_matrix(reuse_interval_secs: Option<u64>) -> Vec<CellResult> {
         results.extend(h.await.unwrap());
     }
     results.sort_by_key(|r| {
-        (POINTS.iter().position(|p| *p == r.point), ACTIONS.iter().position(|a| *a == r.action))
+        (points.iter().position(|p| *p == r.point), ACTIONS.iter().position(|a| *a == r.action))
     });
     results
 }

@@ -193,7 +193,15 @@ async fn sigkill_of_the_holder_at_random_points() {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let Some(idx) = holder else { panic!("trial {trial}: no refresh started") };
+        let Some(idx) = holder else {
+            for w in &workers {
+                for (_, v) in w.lines().iter().rev().take(12).rev() {
+                    println!("{}: {v}", w.holder);
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&report).unwrap());
+            panic!("trial {trial}: no refresh started")
+        };
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..250))).await;
         let journal = coord.journal("default").await.unwrap();
         let mut victim = workers.remove(idx);

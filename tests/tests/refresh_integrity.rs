@@ -37,6 +37,15 @@ async fn prepare(op: &TestProvider, dir: &Path) {
     sign_in(&c, "alice").await.unwrap();
 }
 
+fn worker_spec(op: &TestProvider, dir: &Path, args: &[&str]) -> WorkerSpec {
+    WorkerSpec {
+        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
+        issuer: op.issuer().to_string(),
+        state_dir: dir.to_path_buf(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 fn committed_generation(dir: &Path) -> u64 {
     let rt = tokio::runtime::Handle::current();
     let c =
@@ -146,11 +155,10 @@ async fn store_two_generations_ahead_is_rolled_forward_not_answered_with_a_refre
     let behind = restored(&op, dir.path(), "behind").await;
     assert_eq!(behind.session().unwrap().generation, 1);
     // The worker refreshes twice; the second time it stops itself after the save.
-    let spec = WorkerSpec {
-        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
-        issuer: op.issuer().to_string(),
-        state_dir: dir.path().to_path_buf(),
-        args: [
+    let spec = worker_spec(
+        &op,
+        dir.path(),
+        &[
             "--tasks",
             "1",
             "--duration-ms",
@@ -161,11 +169,8 @@ async fn store_two_generations_ahead_is_rolled_forward_not_answered_with_a_refre
             "1500",
             "--margin-ms",
             "1000",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    };
+        ],
+    );
     let w = spec.spawn_with(
         "committer",
         &[],
@@ -203,24 +208,11 @@ async fn unsaved_tokens_are_saved_before_anything_else_and_never_resent_elsewher
     let op = provider(4).await;
     let dir = tempfile::tempdir().unwrap();
     prepare(&op, dir.path()).await;
-    let spec = WorkerSpec {
-        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
-        issuer: op.issuer().to_string(),
-        state_dir: dir.path().to_path_buf(),
-        args: [
-            "--tasks",
-            "2",
-            "--duration-ms",
-            "9000",
-            "--interval-ms",
-            "25",
-            "--lease-ms",
-            "1500",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    };
+    let spec = worker_spec(
+        &op,
+        dir.path(),
+        &["--tasks", "2", "--duration-ms", "9000", "--interval-ms", "25", "--lease-ms", "1500"],
+    );
     // The refresher's store fails every save for a while (more than its retries).
     let mut flaky = spec.spawn_with(
         "flaky",

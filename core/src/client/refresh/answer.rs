@@ -5,6 +5,7 @@
 //! another subject or a forgery). The window that can still lose a session is
 //! "response read → store save returned"; `scripts/bench.sh` measures its width.
 
+use super::no_lease;
 use crate::client::Inner;
 use crate::error::{Error, Result};
 use crate::faults::{self, Step};
@@ -22,10 +23,6 @@ use crate::session::Session;
 /// `invalid_grant`.
 pub(crate) fn is_refusal(e: &Error) -> bool {
     matches!(e, Error::Provider { error, .. } if error == "invalid_grant")
-}
-
-fn no_lease() -> Error {
-    Error::Internal { message: "no lease".into() }
 }
 
 impl Inner {

@@ -40,6 +40,11 @@ use crate::session::events::RefreshOutcome;
 use crate::session::lifecycle::{LifecycleEvent, LifecycleState};
 use crate::session::Session;
 
+/// The error of a step that needs the lease when the caller lost it (a bug, not a state).
+fn no_lease() -> Error {
+    Error::Internal { message: "no lease".into() }
+}
+
 /// How long a holder that was told to wait for another holder's refresh sleeps (with the
 /// lease released) before it looks again.
 const WAIT_POLL: Duration = Duration::from_millis(100);

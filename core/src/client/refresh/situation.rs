@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::decide::{decide, Committed, Decision, Journal, Situation, Stored};
+use super::no_lease;
 use crate::client::login::ended_error;
 use crate::client::Inner;
 use crate::error::{Error, Result};
@@ -17,10 +18,6 @@ use crate::session::Session;
 /// Decisions that change the situation are followed by another round; four cover the
 /// longest chain (register → commit a stored session → adopt → refresh).
 const MAX_ROUNDS: usize = 4;
-
-fn no_lease() -> Error {
-    Error::Internal { message: "no lease".into() }
-}
 
 impl Inner {
     pub(super) async fn under_lease(
