@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::LatchkeyError;
-use crate::observer::{ObserverAdapter, SessionObserver};
+use crate::observer::{ObserverAdapter, ObserverHandle, SessionObserver};
 use crate::store::{SessionStore, StoreAdapter};
 use crate::types::{
     AuthorizationStart, ClientRegistration, LatchkeyConfig, LifecycleState, LoginOptions,
@@ -93,6 +93,16 @@ impl LatchkeyClient {
         Ok(token.expose().to_owned())
     }
 
+    /// Reports that a resource server rejected `access_token` (HTTP 401) and returns the
+    /// token to retry with: the current one when it is already another, else a newer
+    /// generation from another process, else the result of one refresh. Reporting the same
+    /// token again never refreshes again: retry once per rejection, never loop. Fails like
+    /// `access_token`; may save through the store. The returned string is secret.
+    pub async fn token_rejected(&self, access_token: String) -> Result<String> {
+        let rejected = latchkey::Secret::new(access_token);
+        Ok(self.inner.token_rejected(&rejected).await?.expose().to_owned())
+    }
+
     /// Refreshes now (or adopts another process's newer refresh).
     pub async fn refresh(&self) -> Result<RefreshOutcome> {
         Ok(self.inner.refresh().await?.into())
@@ -153,9 +163,11 @@ impl LatchkeyClient {
         self.inner.session().map(Session::from)
     }
 
-    /// Registers an observer of every lifecycle event.
-    pub fn add_observer(&self, observer: Arc<dyn SessionObserver>) {
-        self.inner.add_observer(Arc::new(ObserverAdapter(observer)));
+    /// Registers an observer of every lifecycle event until the returned handle is
+    /// cancelled or released: keep it as long as you observe. Never fails.
+    pub fn add_observer(&self, observer: Arc<dyn SessionObserver>) -> Arc<ObserverHandle> {
+        let handle = self.inner.add_observer(Arc::new(ObserverAdapter(observer)));
+        Arc::new(ObserverHandle::new(handle))
     }
 
     /// Closes the coordination database and gives up leases (app going to the background).

@@ -31,8 +31,8 @@ pub use oidc::{
 };
 pub use secret::Secret;
 pub use session::{
-    LifecycleEvent, LifecycleState, RefreshOutcome, RetryPolicy, Session, SessionEvent,
-    SessionObserver,
+    LifecycleEvent, LifecycleState, ObserverHandle, RefreshOutcome, RetryPolicy, Session,
+    SessionEvent, SessionObserver,
 };
 pub use store::{FileSessionStore, SessionBlob, SessionStore, StoreError};
 

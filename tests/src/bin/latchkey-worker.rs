@@ -176,7 +176,7 @@ async fn main() {
     .expect("registration");
     client.restore_registration(reg).expect("registration issuer");
     let printer = Arc::new(Printer { counts: Mutex::new(BTreeMap::new()) });
-    client.add_observer(printer.clone());
+    let _observer = client.add_observer(printer.clone());
     let session = client.restore_session().await.expect("restore").expect("a stored session");
     emit(json!({"event": "ready", "pid": std::process::id(), "holder": args.holder,
                 "generation": session.generation, "t_ms": now_ms()}));
