@@ -61,4 +61,7 @@ dependencies {
     // The @aar artifact carries JNA's native dispatch library for the Android ABIs.
     implementation("net.java.dev.jna:jna:5.17.0@aar")
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
+    // The OkHttp glue (LatchkeyInterceptor, LatchkeyAuthenticator) compiles against OkHttp 3.14
+    // (binary compatible with 4.x); the app brings its own OkHttp.
+    compileOnly("com.squareup.okhttp3:okhttp:3.14.9")
 }

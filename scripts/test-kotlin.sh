@@ -26,6 +26,8 @@ echo "test-kotlin.sh: toolchain $((t1 - t0)) s, bindings $((t2 - t1)) s; library
 
 OUT="$REPO/kotlin/build/jvm"
 COROUTINES="$KOTLIN_LIB/kotlinx-coroutines-core-jvm.jar"
+# OkHttp (Debian libokhttp-java, installed by install-kotlin.sh) for the Interceptor glue.
+OKHTTP="/usr/share/java/okhttp.jar:/usr/share/java/okio.jar"
 mkdir -p "$OUT"
 
 # kotlinc_cached NAME CLASSPATH KEY SOURCES...: compiles into $OUT/NAME unless the same
@@ -48,8 +50,8 @@ kotlinc_cached() {
 
 mapfile -t main_sources < <(find kotlin/src/generated/kotlin kotlin/src/main/kotlin -name '*.kt' | sort)
 mapfile -t test_sources < <(find kotlin/src/jvmTest/kotlin -name '*.kt' | sort)
-kotlinc_cached main "$JNA_JAR:$COROUTINES" "" "${main_sources[@]}"
-kotlinc_cached test "$JNA_JAR:$COROUTINES:$KOTLIN_LIB/kotlin-test.jar:$OUT/main" \
+kotlinc_cached main "$JNA_JAR:$COROUTINES:$OKHTTP" "" "${main_sources[@]}"
+kotlinc_cached test "$JNA_JAR:$COROUTINES:$OKHTTP:$KOTLIN_LIB/kotlin-test.jar:$OUT/main" \
     "$(cat "$OUT/main.stamp")" "${test_sources[@]}"
 
 if [[ "$aar" == 1 ]]; then
@@ -67,6 +69,6 @@ start_test_provider test-kotlin.sh
 status=0
 LATCHKEY_TEST_ISSUER="$ISSUER" LATCHKEY_BROWSER="$TARGET_DIR/debug/latchkey-browser" \
     java -Djna.library.path="$LIB_DIR" \
-    -cp "$JNA_JAR:$COROUTINES:$KOTLIN_LIB/kotlin-stdlib.jar:$KOTLIN_LIB/kotlin-test.jar:$OUT/main:$OUT/test" \
+    -cp "$JNA_JAR:$COROUTINES:$OKHTTP:$KOTLIN_LIB/kotlin-stdlib.jar:$KOTLIN_LIB/kotlin-test.jar:$OUT/main:$OUT/test" \
     dev.latchkey.LatchkeyJvmTestKt "$@" || status=$?
 exit "$status"

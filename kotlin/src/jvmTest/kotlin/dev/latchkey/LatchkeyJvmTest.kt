@@ -14,13 +14,25 @@ import kotlin.test.assertIs
 import kotlin.test.assertNotNull
 import kotlin.test.assertNull
 import kotlin.test.assertTrue
+import kotlin.test.assertNotEquals
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.cancel
+import kotlinx.coroutines.cancelAndJoin
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withContext
 import kotlinx.coroutines.withTimeout
+import okhttp3.OkHttpClient
+import okhttp3.Request
 
-private val tests = linkedMapOf<String, suspend () -> Unit>()
+private val tests = linkedMapOf<String, suspend CoroutineScope.() -> Unit>()
 
-private fun test(name: String, body: suspend () -> Unit) {
+private fun test(name: String, body: suspend CoroutineScope.() -> Unit) {
     tests[name] = body
 }
 
@@ -33,7 +45,7 @@ private fun registerTests() {
         val store = MemoryStore()
         val observer = RecordingObserver()
         LatchkeyClient.create(config(tempDir()), store).use { client ->
-            client.addObserver(observer)
+            val observation = client.addObserver(observer)
             assertEquals(LifecycleState.UNREGISTERED, client.state())
             assertTrue(client.provider().supportsRegistration)
             val session = signIn(client)
@@ -64,6 +76,89 @@ private fun registerTests() {
             assertTrue(observer.events.any { it.event is LifecycleEvent.LoggedOut })
             val error = assertFailsWith<LatchkeyException> { client.accessToken() }
             assertTrue(error is LatchkeyException.LoggedOut || error is LatchkeyException.NoSession, "$error")
+            assertTrue(error.requiresSignIn)
+            assertFalse(error.isRetryable)
+            observation.close()
+        }
+    }
+
+    test("events flow and state flow follow the session; cancelling unsubscribes") {
+        LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
+            val seen = java.util.Collections.synchronizedList(mutableListOf<SessionEvent>())
+            // Unconfined + undispatched: the observer is registered before launch returns.
+            val collector = launch(Dispatchers.Unconfined, start = CoroutineStart.UNDISPATCHED) {
+                client.events().collect { seen += it }
+            }
+            val stateScope = CoroutineScope(Dispatchers.Default)
+            val state = client.stateFlow(stateScope)
+            assertEquals(LifecycleState.UNREGISTERED, state.value)
+            val session = signIn(client)
+            withTimeout(5_000) { state.first { it == LifecycleState.AUTHENTICATED } }
+            assertIs<RefreshOutcome.Refreshed>(client.refresh())
+            val generation = client.session()?.generation
+            withTimeout(5_000) {
+                while (seen.none { it.event is LifecycleEvent.Refreshed && it.generation == generation }) delay(10)
+            }
+            assertTrue(seen.any { it.event is LifecycleEvent.SignedIn && it.generation == session.generation },
+                "${seen.map { it.event }}")
+            collector.cancelAndJoin()
+            val count = seen.size
+            client.refresh() // emits RefreshStarted + Refreshed synchronously, to no one
+            assertEquals(count, seen.size, "no event after the collector was cancelled")
+
+            val recorder = RecordingObserver()
+            val handle = client.addObserver(recorder)
+            assertTrue(handle.isActive())
+            client.refresh()
+            assertTrue(recorder.events.isNotEmpty())
+            handle.cancel()
+            handle.cancel() // idempotent
+            assertFalse(handle.isActive())
+            val recorded = recorder.events.size
+            client.refresh()
+            assertEquals(recorded, recorder.events.size, "no event after cancel()")
+            handle.close()
+
+            stateScope.cancel()
+            delay(100) // the scope's finally block unregisters the state observer
+            client.logout(LogoutOptions())
+            assertEquals(LifecycleState.LOGGED_OUT, client.state())
+            assertEquals(LifecycleState.AUTHENTICATED, state.value, "the state flow stopped with its scope")
+        }
+    }
+
+    test("OkHttp: bearer token added; 401 -> tokenRejected -> refresh -> one retry") {
+        LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
+            val session = signIn(client)
+            val userinfo = Provider.discovery("userinfo_endpoint")
+            val http = OkHttpClient.Builder().latchkey(client).build()
+            val get = Request.Builder().url(userinfo).build()
+            withContext(Dispatchers.IO) { http.newCall(get).execute() }.use { response ->
+                assertEquals(200, response.code())
+                assertNull(response.priorResponse(), "no retry needed")
+                assertTrue(response.body()!!.string().contains("\"sub\":\"${session.subject}\""))
+            }
+
+            val rejected = client.accessToken()
+            Provider.deleteAccessToken(rejected)
+            val before = Provider.counter("refresh_grants")
+            withContext(Dispatchers.IO) { http.newCall(get).execute() }.use { response ->
+                assertEquals(200, response.code(), "retried with a refreshed token")
+                assertEquals(401, response.priorResponse()?.code(), "the revoked token was refused first")
+                assertTrue(response.body()!!.string().contains(session.subject))
+            }
+            assertEquals(before + 1, Provider.counter("refresh_grants"), "exactly one refresh")
+            assertNotEquals(rejected, client.accessToken())
+
+            // The grant is gone: the refresh fails, the 401 is returned after at most one try.
+            Provider.revokeGrants()
+            withContext(Dispatchers.IO) { http.newCall(get).execute() }.use { response ->
+                assertEquals(401, response.code())
+                assertNull(response.priorResponse(), "no retry without a new token")
+            }
+            assertEquals(LifecycleState.REAUTH_REQUIRED, client.state())
+            val error = assertFailsWith<LatchkeyException> { client.accessToken() }
+            assertTrue(error.requiresSignIn, "$error")
         }
     }
 
@@ -142,9 +237,26 @@ private fun registerTests() {
             val unknown = client.startLogin(LoginOptions())
             assertTrue(client.abortLogin(unknown.state))
             assertFalse(client.abortLogin(unknown.state))
-            assertFailsWith<LatchkeyException.AuthorizationResponse> {
+            val stale = assertFailsWith<LatchkeyException.UnknownState> {
                 client.finishLogin("$REDIRECT_URI?code=x&state=${unknown.state}&iss=${Provider.issuer}")
             }
+            assertTrue(stale.isStaleRedirect && !stale.requiresSignIn && !stale.isRetryable)
+            val mixUp = client.startLogin(LoginOptions())
+            val mismatch = assertFailsWith<LatchkeyException.IssuerMismatch> {
+                client.finishLogin("$REDIRECT_URI?code=x&state=${mixUp.state}&iss=https://attacker.example")
+            }
+            assertEquals("https://attacker.example", mismatch.actual)
+            assertFalse(mismatch.isStaleRedirect)
+            val missing = client.startLogin(LoginOptions())
+            val noIss = assertFailsWith<LatchkeyException.IssuerMismatch> {
+                client.finishLogin("$REDIRECT_URI?code=x&state=${missing.state}")
+            }
+            assertNull(noIss.actual)
+            val repeated = client.startLogin(LoginOptions())
+            val twice = assertFailsWith<LatchkeyException.RepeatedParameter> {
+                client.finishLogin("$REDIRECT_URI?code=x&code=y&state=${repeated.state}&iss=${Provider.issuer}")
+            }
+            assertEquals("code", twice.name)
             val forged = assertFailsWith<LatchkeyException.InvalidResponse> {
                 client.handleBackchannelLogout("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
             }
@@ -197,7 +309,7 @@ fun main(args: Array<String>) {
     var failed = 0
     for ((name, body) in selected) {
         val started = System.nanoTime()
-        val outcome = runCatching { runBlocking { withTimeout(120_000) { body() } } }
+        val outcome = runCatching { runBlocking { withTimeout(120_000) { coroutineScope { body() } } } }
         val millis = (System.nanoTime() - started) / 1_000_000
         outcome.onSuccess {
             passed++
