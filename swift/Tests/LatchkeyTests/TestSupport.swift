@@ -36,6 +36,25 @@ enum Provider {
         return data
     }
 
+    /// Revokes every grant at the provider: all their tokens die.
+    static func revokeGrants() async throws {
+        _ = try await admin("POST", "revoke-grants", "{}")
+    }
+
+    /// Deletes one access token at the provider; its grant and refresh token stay.
+    static func deleteAccessToken(_ token: String) async throws {
+        let body = try await admin("POST", "delete-access-token", "{\"token\": \"\(token)\"}")
+        XCTAssertTrue(String(decoding: body, as: UTF8.self).contains("\"deleted\":true"))
+    }
+
+    /// A string field of the provider's discovery document, e.g. `userinfo_endpoint`.
+    static func discovery(_ field: String) async throws -> String {
+        let url = URL(string: "\(try issuer())/.well-known/openid-configuration")!
+        let (data, _) = try await URLSession.shared.data(for: URLRequest(url: url))
+        let json = try JSONSerialization.jsonObject(with: data)
+        return try XCTUnwrap((json as? [String: Any])?[field] as? String, field)
+    }
+
     /// One counter of `GET /__admin/counters`, e.g. `refresh_grants`.
     static func counter(_ name: String) async throws -> Int {
         let json = try JSONSerialization.jsonObject(with: try await admin("GET", "counters"))
