@@ -31,6 +31,7 @@ impl LatchkeyClient {
     #[uniffi::constructor]
     pub async fn create(config: LatchkeyConfig, store: Arc<dyn SessionStore>) -> Result<Arc<Self>> {
         let inner = latchkey::Client::new(config.to_core(), Arc::new(StoreAdapter(store)))?;
+        inner.persist_pending_logins(config.persist_pending_logins);
         Ok(Arc::new(Self { inner }))
     }
 
@@ -64,7 +65,8 @@ impl LatchkeyClient {
     }
 
     /// Completes a login with the redirect URL the browser delivered; saves the session in
-    /// the store and the coordination database. Fails with `Authorization` (the user or the
+    /// the store and the coordination database. With `persist_pending_logins`, a login
+    /// started by a process that was killed since is found in the store. Fails with `Authorization` (the user or the
     /// provider refused), `AuthorizationResponse`, `Provider`, `Store`, ...
     pub async fn finish_login(&self, redirect_url: String) -> Result<Session> {
         Ok(self.inner.finish_login(&redirect_url).await?.into())

@@ -268,6 +268,41 @@ private fun registerTests() {
         assertTrue(insecure.reason.isNotEmpty())
     }
 
+    test("a login started by a killed process is finished by a new process") {
+        val dir = tempDir()
+        LatchkeyClient.create(config(dir), FileStore(dir)).use { client ->
+            client.register(registrationOptions()).close()
+            client.saveRegistrationTo { File(dir, "registration.json").writeText(it) }
+        }
+        val java = File(System.getProperty("java.home"), "bin/java").path
+        val worker = ProcessBuilder(
+            java, "-Djna.library.path=${System.getProperty("jna.library.path")}",
+            "-cp", System.getProperty("java.class.path"),
+            "dev.latchkey.StartLoginWorkerKt", dir.path,
+        ).redirectErrorStream(true).start()
+        val output = worker.inputStream.bufferedReader().readText()
+        assertTrue(worker.waitFor(60, TimeUnit.SECONDS), "worker finished")
+        assertEquals(0, worker.exitValue(), output)
+        val url = output.lines().first { it.startsWith("url ") }.removePrefix("url ")
+        assertTrue(File(dir, "default.pending-login.session").exists(), "the pending login was persisted")
+        val redirect = browse(url) // the browser comes back after the process died
+
+        // Without persistence a new process cannot finish it: the state is unknown.
+        LatchkeyClient.create(config(dir, holder = "plain"), FileStore(dir)).use { plain ->
+            plain.restoreRegistrationFrom(File(dir, "registration.json").readText())
+            assertFailsWith<LatchkeyException.UnknownState> { plain.finishLogin(redirect) }
+        }
+        LatchkeyClient.create(config(dir, holder = "new-app").copy(persistPendingLogins = true), FileStore(dir)).use { app ->
+            app.restoreRegistrationFrom(File(dir, "registration.json").readText())
+            val session = app.finishLogin(redirect)
+            assertTrue(session.subject.isNotEmpty())
+            assertEquals(LifecycleState.AUTHENTICATED, app.state())
+            assertTrue(app.userinfo().contains(session.subject))
+            assertFalse(File(dir, "default.pending-login.session").exists(), "consumed: the key is cleared")
+            assertFailsWith<LatchkeyException.UnknownState> { app.finishLogin(redirect) }
+        }
+    }
+
     test("two processes sharing one SQLite file refresh once") {
         val dir = tempDir()
         Provider.config("{\"access_token_ttl\": 2}")
