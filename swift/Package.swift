@@ -7,6 +7,7 @@
 //   LatchkeyGenerated  the Swift code uniffi generates, compiled in Swift 5 mode (it does not
 //                      compile in Swift 6 mode with uniffi 0.32.2: uniffi issue #2929)
 //   Latchkey           the public module (Swift 6): re-exports LatchkeyGenerated + thin glue
+//   LatchkeyExample    a runnable example (app + notification extension, two processes)
 //
 // Which native library is linked:
 //   * $LATCHKEY_FFI_LIB_DIR set: -L/-l/rpath on that directory (scripts/test-swift.sh).
@@ -52,6 +53,7 @@ let package = Package(
     platforms: [.iOS(.v15), .macOS(.v12)],
     products: [
         .library(name: "Latchkey", targets: ["Latchkey"]),
+        .executable(name: "LatchkeyExample", targets: ["LatchkeyExample"]),
     ],
     targets: [
         ffiTarget,
@@ -66,6 +68,14 @@ let package = Package(
             name: "Latchkey",
             dependencies: ["LatchkeyGenerated"],
             path: "Sources/Latchkey",
+            swiftSettings: [.swiftLanguageMode(.v6)] + strictSettings
+        ),
+        // A runnable example: app + notification extension as two processes sharing one
+        // session (scripts/test-swift.sh runs it against the test provider).
+        .executableTarget(
+            name: "LatchkeyExample",
+            dependencies: ["Latchkey"],
+            path: "Sources/LatchkeyExample",
             swiftSettings: [.swiftLanguageMode(.v6)] + strictSettings
         ),
         .testTarget(

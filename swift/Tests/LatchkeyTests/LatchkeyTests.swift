@@ -129,6 +129,49 @@ final class LatchkeyTests: XCTestCase {
         XCTAssertEqual(model.current, .authenticated, "the observation stopped")
     }
 
+    func testLoginStartedByAKilledProcessIsFinishedByANewProcess() async throws {
+        let dir = try tempDir()
+        let first = try await LatchkeyClient.create(config: try config(dir), store: FileStore(dir))
+        _ = try await first.register(options: RegistrationOptions(
+            redirectUris: ["dev.latchkey.example:/callback"], clientName: "Latchkey Swift tests"))
+        let json = try XCTUnwrap(first.registrationJSON())
+        try json.write(to: dir.appendingPathComponent("registration.json"), atomically: true, encoding: .utf8)
+
+        // The example executable starts the login (persisted) and exits at once.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+            .deletingLastPathComponent().appendingPathComponent("LatchkeyExample")
+        process.arguments = ["start-login", dir.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, output)
+        let line = try XCTUnwrap(output.split(separator: "\n").first { $0.hasPrefix("url ") })
+        let pendingFile = dir.appendingPathComponent("default.pending-login.session").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: pendingFile), "persisted")
+        let redirect = try browse(String(line.dropFirst(4)), redirectPrefix: "dev.latchkey.example:/callback")
+
+        // A client without persistence does not know the state.
+        do {
+            _ = try await first.finishLogin(redirectUrl: redirect)
+            XCTFail("expected UnknownState")
+        } catch LatchkeyError.UnknownState {}
+        var persisted = try config(dir, holder: "new-app")
+        persisted.persistPendingLogins = true
+        let app = try await LatchkeyClient.create(config: persisted, store: FileStore(dir))
+        try app.restoreRegistration(json: json)
+        let session = try await app.finishLogin(redirectUrl: redirect)
+        XCTAssertFalse(session.subject.isEmpty)
+        XCTAssertEqual(app.state(), .authenticated)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pendingFile), "consumed")
+        do {
+            _ = try await app.finishLogin(redirectUrl: redirect)
+            XCTFail("expected UnknownState for the second use")
+        } catch LatchkeyError.UnknownState {}
+    }
+
     func testAuthorizedDataRetriesOnceAfter401() async throws {
         let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: MemoryStore())
         let session = try await signIn(client)
