@@ -4,6 +4,7 @@
 #     kotlin-stdlib, kotlin-test and kotlinx-coroutines-core-jvm)
 #   * JNA (Debian libjna-java: /usr/share/java/jna.jar)
 #   * OkHttp 3 + Okio (Debian libokhttp-java), for the tests of the OkHttp glue
+#   * JUnit 5 (Debian junit5), the test framework of the JVM tests
 #   * a JDK (java, jar) when missing (Debian default-jdk-headless)
 #
 #   scripts/install-kotlin.sh           # install when missing, print the paths
@@ -19,6 +20,7 @@ KOTLIN_HOME="$CACHE/kotlin-compiler-$KOTLIN_VERSION"
 MARKER="$KOTLIN_HOME/.latchkey-complete"
 JNA_JAR=/usr/share/java/jna.jar
 OKHTTP_JAR=/usr/share/java/okhttp.jar
+JUNIT_JAR=/usr/share/java/junit-platform-console-standalone.jar
 
 print_paths() {
     echo "KOTLIN_HOME=$KOTLIN_HOME"
@@ -28,7 +30,7 @@ print_paths() {
 }
 
 installed() {
-    [[ -f "$MARKER" && -f "$JNA_JAR" && -f "$OKHTTP_JAR" ]] && command -v java >/dev/null && command -v jar >/dev/null
+    [[ -f "$MARKER" && -f "$JNA_JAR" && -f "$OKHTTP_JAR" && -f "$JUNIT_JAR" ]] && command -v java >/dev/null && command -v jar >/dev/null
 }
 
 if [[ "${1:-}" == "--print" ]]; then
@@ -54,6 +56,7 @@ if ! command -v java >/dev/null || ! command -v jar >/dev/null; then
 fi
 [[ -f "$JNA_JAR" ]] || apt_install libjna-java
 [[ -f "$OKHTTP_JAR" ]] || apt_install libokhttp-java
+[[ -f "$JUNIT_JAR" ]] || apt_install junit5
 
 if [[ ! -f "$MARKER" ]]; then
     command -v npm >/dev/null || apt_install npm

@@ -30,6 +30,8 @@ OUT="$REPO/kotlin/build/jvm"
 COROUTINES="$KOTLIN_LIB/kotlinx-coroutines-core-jvm.jar"
 # OkHttp (Debian libokhttp-java, installed by install-kotlin.sh) for the Interceptor glue.
 OKHTTP="/usr/share/java/okhttp.jar:/usr/share/java/okio.jar"
+# JUnit 5 (Debian junit5): the Jupiter API, engine and the Platform launcher in one jar.
+JUNIT=/usr/share/java/junit-platform-console-standalone.jar
 mkdir -p "$OUT"
 
 # kotlinc_cached NAME CLASSPATH KEY SOURCES...: compiles into $OUT/NAME unless the same
@@ -53,7 +55,7 @@ kotlinc_cached() {
 mapfile -t main_sources < <(find kotlin/src/generated/kotlin kotlin/src/main/kotlin -name '*.kt' | sort)
 mapfile -t test_sources < <(find kotlin/src/jvmTest/kotlin -name '*.kt' | sort)
 kotlinc_cached main "$JNA_JAR:$COROUTINES:$OKHTTP" "" "${main_sources[@]}"
-kotlinc_cached test "$JNA_JAR:$COROUTINES:$OKHTTP:$KOTLIN_LIB/kotlin-test.jar:$OUT/main" \
+kotlinc_cached test "$JNA_JAR:$COROUTINES:$OKHTTP:$JUNIT:$KOTLIN_LIB/kotlin-test.jar:$OUT/main" \
     "$(cat "$OUT/main.stamp")" "${test_sources[@]}"
 mapfile -t example_sources < <(find kotlin/src/jvmExample/kotlin -name '*.kt' | sort)
 kotlinc_cached example "$JNA_JAR:$COROUTINES:$OUT/main" "$(cat "$OUT/main.stamp")" "${example_sources[@]}"
@@ -83,6 +85,6 @@ if [[ "$#" == 0 ]]; then
 fi
 LATCHKEY_TEST_ISSUER="$ISSUER" LATCHKEY_BROWSER="$TARGET_DIR/debug/latchkey-browser" \
     java -Djna.library.path="$LIB_DIR" \
-    -cp "$JNA_JAR:$COROUTINES:$OKHTTP:$KOTLIN_LIB/kotlin-stdlib.jar:$KOTLIN_LIB/kotlin-test.jar:$OUT/main:$OUT/test" \
+    -cp "$JNA_JAR:$COROUTINES:$OKHTTP:$JUNIT:$KOTLIN_LIB/kotlin-stdlib.jar:$KOTLIN_LIB/kotlin-test.jar:$OUT/main:$OUT/test" \
     dev.latchkey.LatchkeyJvmTestKt "$@" || status=$?
 exit "$status"

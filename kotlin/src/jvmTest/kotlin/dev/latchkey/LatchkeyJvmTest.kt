@@ -1,7 +1,8 @@
 // JVM tests of the Kotlin API (generated bindings + glue) against the host build of the Rust
-// library, loaded by JNA, and the real test provider. A plain main, no JUnit:
-// scripts/test-kotlin.sh compiles it with kotlinc, starts the provider and runs it; the last
-// line is "N passed, M failed", the exit code 1 on failure.
+// library, loaded by JNA, and the real test provider, run as JUnit 5 dynamic tests (Debian
+// junit5): scripts/test-kotlin.sh compiles them with kotlinc, starts the provider and runs
+// main, which launches the JUnit Platform; the last line is "N passed, M failed", the exit
+// code 1 on failure.
 package dev.latchkey
 
 import java.io.File
@@ -29,6 +30,15 @@ import kotlinx.coroutines.withContext
 import kotlinx.coroutines.withTimeout
 import okhttp3.OkHttpClient
 import okhttp3.Request
+import org.junit.jupiter.api.DynamicTest
+import org.junit.jupiter.api.TestFactory
+import org.junit.platform.engine.TestExecutionResult
+import org.junit.platform.engine.discovery.DiscoverySelectors
+import org.junit.platform.launcher.TestExecutionListener
+import org.junit.platform.launcher.TestIdentifier
+import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder
+import org.junit.platform.launcher.core.LauncherFactory
+import org.junit.platform.launcher.listeners.SummaryGeneratingListener
 
 private val tests = linkedMapOf<String, suspend CoroutineScope.() -> Unit>()
 
@@ -337,24 +347,55 @@ private fun registerTests() {
     }
 }
 
-fun main(args: Array<String>) {
-    registerTests()
-    val selected = tests.filterKeys { name -> args.isEmpty() || args.any { name.contains(it) } }
-    var passed = 0
-    var failed = 0
-    for ((name, body) in selected) {
-        val started = System.nanoTime()
-        val outcome = runCatching { runBlocking { withTimeout(120_000) { coroutineScope { body() } } } }
-        val millis = (System.nanoTime() - started) / 1_000_000
-        outcome.onSuccess {
-            passed++
-            println("PASS $name ($millis ms)")
-        }.onFailure { error ->
-            failed++
-            println("FAIL $name ($millis ms): $error")
-            error.printStackTrace(System.out)
+/** The tests above as JUnit 5 dynamic tests, filtered by the names given to [main]. */
+class LatchkeyJvmTest {
+    @TestFactory
+    fun tests(): List<DynamicTest> {
+        registerTests()
+        val filters = System.getProperty("latchkey.filters").orEmpty().split('\u0000').filter { it.isNotEmpty() }
+        return tests.filterKeys { name -> filters.isEmpty() || filters.any { name.contains(it) } }
+            .map { (name, body) ->
+                DynamicTest.dynamicTest(name) {
+                    runBlocking { withTimeout(120_000) { coroutineScope { body() } } }
+                }
+            }
+    }
+}
+
+/** Prints one PASS/FAIL line per test, with its time and, on failure, the stack trace. */
+private class PrintingListener : TestExecutionListener {
+    private val started = java.util.concurrent.ConcurrentHashMap<String, Long>()
+
+    override fun executionStarted(id: TestIdentifier) {
+        started[id.uniqueId] = System.nanoTime()
+    }
+
+    override fun executionFinished(id: TestIdentifier, result: TestExecutionResult) {
+        if (!id.isTest) return
+        val millis = (System.nanoTime() - (started[id.uniqueId] ?: System.nanoTime())) / 1_000_000
+        if (result.status == TestExecutionResult.Status.SUCCESSFUL) {
+            println("PASS ${id.displayName} ($millis ms)")
+        } else {
+            val error = result.throwable.orElse(null)
+            println("FAIL ${id.displayName} ($millis ms): $error")
+            error?.printStackTrace(System.out)
         }
     }
+}
+
+/**
+ * Runs the tests on the JUnit Platform (Jupiter engine); arguments filter by test name.
+ * The last line is "N passed, M failed" for CI; the exit code is 1 on any failure.
+ */
+fun main(args: Array<String>) {
+    System.setProperty("latchkey.filters", args.joinToString("\u0000"))
+    val request = LauncherDiscoveryRequestBuilder.request()
+        .selectors(DiscoverySelectors.selectClass(LatchkeyJvmTest::class.java))
+        .build()
+    val summary = SummaryGeneratingListener()
+    LauncherFactory.create().execute(request, summary, PrintingListener())
+    val passed = summary.summary.testsSucceededCount
+    val failed = summary.summary.testsFailedCount + summary.summary.containersFailedCount
     println("$passed passed, $failed failed")
-    exitProcess(if (failed == 0 && passed > 0) 0 else 1)
+    exitProcess(if (failed == 0L && passed > 0L) 0 else 1)
 }
