@@ -11,12 +11,19 @@
 //
 // Which native library is linked:
 //   * $LATCHKEY_FFI_LIB_DIR set: -L/-l/rpath on that directory (scripts/test-swift.sh).
+//   * else releaseXCFrameworkURL/Checksum set (a release): the zipped XCFramework by URL.
 //   * else LatchkeyFFI.xcframework next to this file (scripts/build-xcframework.sh):
 //     a binary target, no unsafe flags, for Xcode / iOS apps.
 //   * else ../target/debug (a local `swift test` after scripts/generate-bindings.sh).
 // Run scripts/generate-bindings.sh first: the generated sources are not committed.
 import Foundation
 import PackageDescription
+
+// Releases: scripts/build-xcframework.sh --zip prints the checksum of the zipped
+// XCFramework; a release commit sets these two (the URL where the zip is published) and apps
+// then get the binary by URL: `.binaryTarget(url:checksum:)`, no local build.
+let releaseXCFrameworkURL: String? = nil
+let releaseXCFrameworkChecksum: String? = nil
 
 let packageDirectory = Context.packageDirectory
 let environment = Context.environment
@@ -35,7 +42,9 @@ var generatedLinkerSettings: [LinkerSetting] = [
 // CI (scripts/test-swift.sh) treats compiler warnings as errors, generated code included.
 let strictSettings: [SwiftSetting] = environment["LATCHKEY_SWIFT_WARNINGS_AS_ERRORS"] == "1"
     ? [.unsafeFlags(["-warnings-as-errors"])] : []
-if useXCFramework {
+if libraryDirectory == nil, let url = releaseXCFrameworkURL, let checksum = releaseXCFrameworkChecksum {
+    ffiTarget = .binaryTarget(name: "LatchkeyFFI", url: url, checksum: checksum)
+} else if useXCFramework {
     ffiTarget = .binaryTarget(name: "LatchkeyFFI", path: xcframeworkPath)
 } else {
     let directory = libraryDirectory ?? "\(packageDirectory)/../target/debug"

@@ -175,8 +175,10 @@ private fun registerTests() {
     test("registration persists as JSON and restores") {
         LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
             val json = client.register(registrationOptions()).use { it.toJson() }
+            assertEquals(json, client.registrationJson())
             LatchkeyClient.create(config(tempDir()), MemoryStore()).use { other ->
-                assertTrue(other.restoreRegistrationFrom(json))
+                assertFalse(other.restoreRegistration(json = null))
+                assertTrue(other.restoreRegistration(json))
                 assertEquals(LifecycleState.REGISTERED, other.state())
                 other.registration()!!.use { assertEquals(listOf(REDIRECT_URI), it.redirectUris()) }
             }
