@@ -129,8 +129,7 @@ private fun registerTests() {
             assertEquals(recorded, recorder.events.size, "no event after cancel()")
             handle.close()
 
-            stateScope.cancel()
-            delay(100) // the scope's finally block unregisters the state observer
+            stateScope.cancel() // unregisters the state observer (invokeOnCompletion)
             client.logout(LogoutOptions())
             assertEquals(LifecycleState.LOGGED_OUT, client.state())
             assertEquals(LifecycleState.AUTHENTICATED, state.value, "the state flow stopped with its scope")

@@ -3,7 +3,7 @@
 package dev.latchkey
 
 import kotlinx.coroutines.CoroutineScope
-import kotlinx.coroutines.awaitCancellation
+import kotlinx.coroutines.Job
 import kotlinx.coroutines.channels.Channel
 import kotlinx.coroutines.channels.awaitClose
 import kotlinx.coroutines.flow.Flow
@@ -12,7 +12,6 @@ import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asStateFlow
 import kotlinx.coroutines.flow.buffer
 import kotlinx.coroutines.flow.callbackFlow
-import kotlinx.coroutines.launch
 
 /**
  * Every [SessionEvent] of this client from the moment of collection, in order. Collecting
@@ -29,20 +28,19 @@ fun LatchkeyClient.events(): Flow<SessionEvent> = callbackFlow {
 
 /**
  * The lifecycle state of this client as a [StateFlow], kept current by an observer until
- * [scope] is cancelled (then the observer is unregistered and the value stays as it was).
+ * the [Job] of [scope] completes or is cancelled (then the observer is unregistered and the
+ * value stays as it was; a scope that already ended unregisters it at once). Throws
+ * [IllegalArgumentException] for a scope without a Job (e.g. GlobalScope).
  */
 fun LatchkeyClient.stateFlow(scope: CoroutineScope): StateFlow<LifecycleState> {
+    val job = requireNotNull(scope.coroutineContext[Job]) { "the scope needs a Job to end the observation" }
     val flow = MutableStateFlow(LifecycleState.UNKNOWN)
     val handle = addObserver(sessionObserverOf { flow.value = it.to })
     // Read after registering: a transition in between is already in the flow and wins.
     flow.compareAndSet(LifecycleState.UNKNOWN, state())
-    scope.launch {
-        try {
-            awaitCancellation()
-        } finally {
-            handle.cancel()
-            handle.close()
-        }
+    job.invokeOnCompletion {
+        handle.cancel()
+        handle.close()
     }
     return flow.asStateFlow()
 }
