@@ -168,6 +168,13 @@ private fun registerTests() {
             assertEquals(LifecycleState.REAUTH_REQUIRED, client.state())
             val error = assertFailsWith<LatchkeyException> { client.accessToken() }
             assertTrue(error.requiresSignIn, "$error")
+            // No token at all: the interceptor fails the call, the Latchkey error as its cause.
+            val failed = assertFailsWith<java.io.IOException> {
+                withContext(Dispatchers.IO) { http.newCall(get).execute() }
+            }
+            val cause = assertIs<LatchkeyException>(failed.cause)
+            assertTrue(cause.requiresSignIn, "$cause")
+            assertFalse(failed.message.orEmpty().contains(rejected), "no token in the message")
         }
     }
 
