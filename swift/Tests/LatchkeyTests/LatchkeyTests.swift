@@ -111,6 +111,12 @@ final class LatchkeyTests: XCTestCase {
         _ = try await client.refresh()
         XCTAssertEqual(recorder.events.count, recorded, "no event after cancel()")
 
+        // Releasing the handle (its last reference) unregisters too.
+        let released = RecordingObserver()
+        _ = client.addObserver(observer: released)
+        _ = try await client.refresh()
+        XCTAssertTrue(released.events.isEmpty, "released at once: \(released.events.map(\.event))")
+
         // A stream whose consumer is cancelled unregisters too.
         let counter = RecordingObserver()
         let counted = client.events()

@@ -129,6 +129,11 @@ private fun registerTests() {
             assertEquals(recorded, recorder.events.size, "no event after cancel()")
             handle.close()
 
+            val closed = RecordingObserver()
+            client.addObserver(closed).close() // releasing the handle unregisters as well
+            client.refresh()
+            assertTrue(closed.events.isEmpty(), "closed: ${closed.events.map { it.event }}")
+
             stateScope.cancel() // unregisters the state observer (invokeOnCompletion)
             client.logout(LogoutOptions())
             assertEquals(LifecycleState.LOGGED_OUT, client.state())
