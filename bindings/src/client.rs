@@ -66,8 +66,10 @@ impl LatchkeyClient {
 
     /// Completes a login with the redirect URL the browser delivered; saves the session in
     /// the store and the coordination database. With `persist_pending_logins`, a login
-    /// started by a process that was killed since is found in the store. Fails with `Authorization` (the user or the
-    /// provider refused), `AuthorizationResponse`, `Provider`, `Store`, ...
+    /// started by a process that was killed since is found in the store. Fails with
+    /// `Authorization` (the user or the provider refused), `UnknownState` (a stale redirect:
+    /// ignore it), `IssuerMismatch` (report it), `RepeatedParameter`,
+    /// `ReauthenticationNotPerformed`, `Provider`, `Store`, ...
     pub async fn finish_login(&self, redirect_url: String) -> Result<Session> {
         Ok(self.inner.finish_login(&redirect_url).await?.into())
     }
