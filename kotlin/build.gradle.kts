@@ -4,7 +4,15 @@
 plugins {
     id("com.android.library")
     id("org.jetbrains.kotlin.android")
+    `maven-publish`
 }
+
+// Maven coordinates: dev.latchkey:latchkey:<the workspace version in ../Cargo.toml>, so the
+// AAR and the Rust library it carries always share one version.
+group = "dev.latchkey"
+version = Regex("""(?m)^version\s*=\s*"([^"]+)"""")
+    .find(rootDir.resolve("../Cargo.toml").readText())?.groupValues?.get(1)
+    ?: error("no version in ../Cargo.toml")
 
 android {
     namespace = "dev.latchkey"
@@ -61,4 +69,24 @@ dependencies {
     // The @aar artifact carries JNA's native dispatch library for the Android ABIs.
     implementation("net.java.dev.jna:jna:5.17.0@aar")
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
+    // The OkHttp glue (LatchkeyInterceptor, LatchkeyAuthenticator) compiles against OkHttp 3.14
+    // (binary compatible with 4.x); the app brings its own OkHttp.
+    compileOnly("com.squareup.okhttp3:okhttp:3.14.9")
+}
+
+// `./gradlew publishReleasePublicationToMavenLocal` (or a repository added here) publishes
+// the AAR with its POM (dependencies: JNA @aar, kotlinx-coroutines-android).
+afterEvaluate {
+    publishing {
+        publications {
+            create<MavenPublication>("release") {
+                from(components["release"])
+                artifactId = "latchkey"
+                pom {
+                    name.set("Latchkey")
+                    description.set("OpenID Connect sign-in for native apps, one session across every process")
+                }
+            }
+        }
+    }
 }

@@ -3,6 +3,8 @@
 #   * kotlinc 2.4.20 (npm package kotlin-compiler, the full compiler; its lib/ also ships
 #     kotlin-stdlib, kotlin-test and kotlinx-coroutines-core-jvm)
 #   * JNA (Debian libjna-java: /usr/share/java/jna.jar)
+#   * OkHttp 3 + Okio (Debian libokhttp-java), for the tests of the OkHttp glue
+#   * JUnit 5 (Debian junit5), the test framework of the JVM tests
 #   * a JDK (java, jar) when missing (Debian default-jdk-headless)
 #
 #   scripts/install-kotlin.sh           # install when missing, print the paths
@@ -17,6 +19,8 @@ CACHE="${LATCHKEY_KOTLIN_CACHE:-/var/cache/latchkey/kotlin}"
 KOTLIN_HOME="$CACHE/kotlin-compiler-$KOTLIN_VERSION"
 MARKER="$KOTLIN_HOME/.latchkey-complete"
 JNA_JAR=/usr/share/java/jna.jar
+OKHTTP_JAR=/usr/share/java/okhttp.jar
+JUNIT_JAR=/usr/share/java/junit-platform-console-standalone.jar
 
 print_paths() {
     echo "KOTLIN_HOME=$KOTLIN_HOME"
@@ -26,7 +30,7 @@ print_paths() {
 }
 
 installed() {
-    [[ -f "$MARKER" && -f "$JNA_JAR" ]] && command -v java >/dev/null && command -v jar >/dev/null
+    [[ -f "$MARKER" && -f "$JNA_JAR" && -f "$OKHTTP_JAR" && -f "$JUNIT_JAR" ]] && command -v java >/dev/null && command -v jar >/dev/null
 }
 
 if [[ "${1:-}" == "--print" ]]; then
@@ -51,6 +55,8 @@ if ! command -v java >/dev/null || ! command -v jar >/dev/null; then
     apt_install default-jdk-headless
 fi
 [[ -f "$JNA_JAR" ]] || apt_install libjna-java
+[[ -f "$OKHTTP_JAR" ]] || apt_install libokhttp-java
+[[ -f "$JUNIT_JAR" ]] || apt_install junit5
 
 if [[ ! -f "$MARKER" ]]; then
     command -v npm >/dev/null || apt_install npm

@@ -7,7 +7,9 @@
 #
 #   scripts/test-kotlin.sh [--no-aar] [test name filters...]
 #
-# The output ends with the test runner's "N passed, M failed" line; exit code 1 on failure.
+# Without filters the runnable example (kotlin/src/jvmExample: app + notification
+# extension, two JVMs) runs first; the output ends with the tests' "N passed, M failed".
+# Exit code 1 on failure.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +28,10 @@ echo "test-kotlin.sh: toolchain $((t1 - t0)) s, bindings $((t2 - t1)) s; library
 
 OUT="$REPO/kotlin/build/jvm"
 COROUTINES="$KOTLIN_LIB/kotlinx-coroutines-core-jvm.jar"
+# OkHttp (Debian libokhttp-java, installed by install-kotlin.sh) for the Interceptor glue.
+OKHTTP="/usr/share/java/okhttp.jar:/usr/share/java/okio.jar"
+# JUnit 5 (Debian junit5): the Jupiter API, engine and the Platform launcher in one jar.
+JUNIT=/usr/share/java/junit-platform-console-standalone.jar
 mkdir -p "$OUT"
 
 # kotlinc_cached NAME CLASSPATH KEY SOURCES...: compiles into $OUT/NAME unless the same
@@ -48,9 +54,11 @@ kotlinc_cached() {
 
 mapfile -t main_sources < <(find kotlin/src/generated/kotlin kotlin/src/main/kotlin -name '*.kt' | sort)
 mapfile -t test_sources < <(find kotlin/src/jvmTest/kotlin -name '*.kt' | sort)
-kotlinc_cached main "$JNA_JAR:$COROUTINES" "" "${main_sources[@]}"
-kotlinc_cached test "$JNA_JAR:$COROUTINES:$KOTLIN_LIB/kotlin-test.jar:$OUT/main" \
+kotlinc_cached main "$JNA_JAR:$COROUTINES:$OKHTTP" "" "${main_sources[@]}"
+kotlinc_cached test "$JNA_JAR:$COROUTINES:$OKHTTP:$JUNIT:$KOTLIN_LIB/kotlin-test.jar:$OUT/main" \
     "$(cat "$OUT/main.stamp")" "${test_sources[@]}"
+mapfile -t example_sources < <(find kotlin/src/jvmExample/kotlin -name '*.kt' | sort)
+kotlinc_cached example "$JNA_JAR:$COROUTINES:$OUT/main" "$(cat "$OUT/main.stamp")" "${example_sources[@]}"
 
 if [[ "$aar" == 1 ]]; then
     scripts/build-aar.sh --host-layout-check --classes "$OUT/main" --lib-dir "$LIB_DIR" >&2
@@ -65,8 +73,18 @@ source scripts/lib/test-provider.sh
 start_test_provider test-kotlin.sh
 
 status=0
+# The runnable example (app + notification extension, two JVMs), when no filter is given.
+if [[ "$#" == 0 ]]; then
+    demo="$(mktemp -d)"
+    echo "test-kotlin.sh: example (app + notification extension, two processes):"
+    LATCHKEY_TEST_ISSUER="$ISSUER" LATCHKEY_BROWSER="$TARGET_DIR/debug/latchkey-browser" \
+        java -Djna.library.path="$LIB_DIR" \
+        -cp "$JNA_JAR:$COROUTINES:$OKHTTP:$KOTLIN_LIB/kotlin-stdlib.jar:$OUT/main:$OUT/example" \
+        dev.latchkey.example.ExampleKt demo "$demo" || status=$?
+    rm -rf "$demo"
+fi
 LATCHKEY_TEST_ISSUER="$ISSUER" LATCHKEY_BROWSER="$TARGET_DIR/debug/latchkey-browser" \
     java -Djna.library.path="$LIB_DIR" \
-    -cp "$JNA_JAR:$COROUTINES:$KOTLIN_LIB/kotlin-stdlib.jar:$KOTLIN_LIB/kotlin-test.jar:$OUT/main:$OUT/test" \
+    -cp "$JNA_JAR:$COROUTINES:$OKHTTP:$JUNIT:$KOTLIN_LIB/kotlin-stdlib.jar:$KOTLIN_LIB/kotlin-test.jar:$OUT/main:$OUT/test" \
     dev.latchkey.LatchkeyJvmTestKt "$@" || status=$?
 exit "$status"

@@ -10,7 +10,8 @@
 # Runs in a private mount namespace (unshare --mount): /proc, the repository and the cargo
 # target directory are mounted into the chroot at their own paths, and vanish with it.
 # Compiler warnings are errors here (LATCHKEY_SWIFT_WARNINGS_AS_ERRORS=1). The output ends
-# with XCTest's "Executed N tests, with 0 failures" line.
+# with XCTest's "Executed N tests, with 0 failures" line; before the tests (when no filter is
+# given) the example executable LatchkeyExample runs (app + notification extension).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,6 +51,11 @@ inner='cd "$1/swift" && lib="$2" && issuer="$3" && browser="$4" && shift 4 &&
     export HOME=/root LATCHKEY_FFI_LIB_DIR="$lib" LATCHKEY_SWIFT_WARNINGS_AS_ERRORS=1 &&
     export LATCHKEY_TEST_ISSUER="$issuer" LATCHKEY_BROWSER="$browser" &&
     swift build --build-tests &&
+    if [ "$#" -eq 0 ]; then
+        demo="$(mktemp -d)" &&
+        echo "test-swift.sh: example (app + notification extension, two processes):" &&
+        swift run --skip-build LatchkeyExample demo "$demo" && rm -rf "$demo"
+    fi &&
     swift test --skip-build --disable-swift-testing "$@"'
 
 status=0

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::LatchkeyError;
-use crate::observer::{ObserverAdapter, SessionObserver};
+use crate::observer::{ObserverAdapter, ObserverHandle, SessionObserver};
 use crate::store::{SessionStore, StoreAdapter};
 use crate::types::{
     AuthorizationStart, ClientRegistration, LatchkeyConfig, LifecycleState, LoginOptions,
@@ -31,6 +31,7 @@ impl LatchkeyClient {
     #[uniffi::constructor]
     pub async fn create(config: LatchkeyConfig, store: Arc<dyn SessionStore>) -> Result<Arc<Self>> {
         let inner = latchkey::Client::new(config.to_core(), Arc::new(StoreAdapter(store)))?;
+        inner.persist_pending_logins(config.persist_pending_logins);
         Ok(Arc::new(Self { inner }))
     }
 
@@ -64,8 +65,11 @@ impl LatchkeyClient {
     }
 
     /// Completes a login with the redirect URL the browser delivered; saves the session in
-    /// the store and the coordination database. Fails with `Authorization` (the user or the
-    /// provider refused), `AuthorizationResponse`, `Provider`, `Store`, ...
+    /// the store and the coordination database. With `persist_pending_logins`, a login
+    /// started by a process that was killed since is found in the store. Fails with
+    /// `Authorization` (the user or the provider refused), `UnknownState` (a stale redirect:
+    /// ignore it), `IssuerMismatch` (report it), `RepeatedParameter`,
+    /// `ReauthenticationNotPerformed`, `Provider`, `Store`, ...
     pub async fn finish_login(&self, redirect_url: String) -> Result<Session> {
         Ok(self.inner.finish_login(&redirect_url).await?.into())
     }
@@ -91,6 +95,16 @@ impl LatchkeyClient {
     pub async fn access_token_with_min_ttl(&self, min_ttl_secs: u64) -> Result<String> {
         let token = self.inner.access_token_with_min_ttl(Duration::from_secs(min_ttl_secs)).await?;
         Ok(token.expose().to_owned())
+    }
+
+    /// Reports that a resource server rejected `access_token` (HTTP 401) and returns the
+    /// token to retry with: the current one when it is already another, else a newer
+    /// generation from another process, else the result of one refresh. Reporting the same
+    /// token again never refreshes again: retry once per rejection, never loop. Fails like
+    /// `access_token`; may save through the store. The returned string is secret.
+    pub async fn token_rejected(&self, access_token: String) -> Result<String> {
+        let rejected = latchkey::Secret::new(access_token);
+        Ok(self.inner.token_rejected(&rejected).await?.expose().to_owned())
     }
 
     /// Refreshes now (or adopts another process's newer refresh).
@@ -153,9 +167,11 @@ impl LatchkeyClient {
         self.inner.session().map(Session::from)
     }
 
-    /// Registers an observer of every lifecycle event.
-    pub fn add_observer(&self, observer: Arc<dyn SessionObserver>) {
-        self.inner.add_observer(Arc::new(ObserverAdapter(observer)));
+    /// Registers an observer of every lifecycle event until the returned handle is
+    /// cancelled or released: keep it as long as you observe. Never fails.
+    pub fn add_observer(&self, observer: Arc<dyn SessionObserver>) -> Arc<ObserverHandle> {
+        let handle = self.inner.add_observer(Arc::new(ObserverAdapter(observer)));
+        Arc::new(ObserverHandle::new(handle))
     }
 
     /// Closes the coordination database and gives up leases (app going to the background).

@@ -3,7 +3,8 @@
 /// Everything that can go wrong, as Swift errors / Kotlin exceptions with their fields.
 ///
 /// `retryable` says whether the same call may succeed later (the core's
-/// `Error::is_retryable`). Session-ending variants are [`LatchkeyError::ReauthRequired`],
+/// `Error::is_retryable`; the Swift and Kotlin glue expose it for every case as
+/// `isRetryable`, and `requiresSignIn` for the session-ending cases). Session-ending variants are [`LatchkeyError::ReauthRequired`],
 /// [`LatchkeyError::LoggedOut`] and [`LatchkeyError::NoSession`]. No variant carries a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 #[non_exhaustive]
@@ -44,11 +45,30 @@ pub enum LatchkeyError {
         /// The `error_description`, if any.
         description: Option<String>,
     },
-    /// The authorization response is not acceptable: unknown `state`, missing or foreign
-    /// `iss` (mix-up defence).
-    #[error("authorization response rejected: {reason}")]
-    AuthorizationResponse {
-        /// Why it was rejected.
+    /// The redirect's `state` matches no pending login: a stale or repeated redirect (the
+    /// login was finished, aborted or expired). Harmless: ignore it, the session is kept.
+    #[error("the redirect matches no pending login")]
+    UnknownState,
+    /// The redirect names another issuer, or lacks `iss` although the provider promises it
+    /// (RFC 9207): a possible mix-up attack. Report it; the pending login was consumed.
+    #[error("authorization response from the wrong issuer: {reason}")]
+    IssuerMismatch {
+        /// What was wrong (expected and actual issuer, or the missing `iss`).
+        reason: String,
+        /// The issuer named in the redirect, null when it had none.
+        actual: Option<String>,
+    },
+    /// A parameter of the redirect occurs more than once (a tampered or malformed redirect).
+    #[error("authorization response repeats `{name}`")]
+    RepeatedParameter {
+        /// The repeated parameter's name.
+        name: String,
+    },
+    /// A login asking for re-authentication (`max_age`, `prompt=login`) came back without
+    /// it; the new tokens were discarded and the previous session kept. Start it again.
+    #[error("the provider did not re-authenticate the user: {reason}")]
+    ReauthenticationNotPerformed {
+        /// What `auth_time` showed.
         reason: String,
     },
     /// The provider no longer accepts the session: the user must sign in again.
@@ -100,11 +120,40 @@ pub enum LatchkeyError {
         /// Whether the store said that trying again may succeed.
         retryable: bool,
     },
-    /// Cross-process coordination failed: the coordination database, the refresh lock, or a
-    /// stored session that does not match the committed generation.
-    #[error("coordination failed: {detail}")]
-    Coordination {
-        /// What failed.
+    /// The session in the app's store does not match the generation the coordination
+    /// database committed (another process's save has not landed, or the store was restored
+    /// from a backup). Retryable: `sync()` or the next call usually adopts it.
+    #[error("the stored session does not match generation {generation}")]
+    StoreMismatch {
+        /// The generation the coordination database expects.
+        generation: u64,
+        /// Whether trying again may succeed.
+        retryable: bool,
+    },
+    /// This process's refresh lease was taken over (the process was suspended or too slow);
+    /// nothing was written under it. Retry the call.
+    #[error("the refresh lease was taken over by another process")]
+    LeaseLost {
+        /// Whether trying again may succeed.
+        retryable: bool,
+    },
+    /// Another process holds the refresh lock and did not finish in time. Retry the call.
+    #[error("timed out waiting for another process's refresh")]
+    LockTimeout {
+        /// Whether trying again may succeed.
+        retryable: bool,
+    },
+    /// Another process's refresh may have used the refresh token and has not finished;
+    /// trying now could make the provider revoke the grant. Retry shortly; session kept.
+    #[error("another process's refresh has not finished; try again shortly")]
+    RefreshInDoubt {
+        /// Whether trying again may succeed.
+        retryable: bool,
+    },
+    /// The coordination database (SQLite) failed: disk full, permissions, a corrupt file.
+    #[error("coordination database failed: {detail}")]
+    Database {
+        /// SQLite's message.
         detail: String,
         /// Whether trying again may succeed.
         retryable: bool,
@@ -136,10 +185,15 @@ impl From<latchkey::Error> for LatchkeyError {
             E::Authorization { error, description } => {
                 Self::Authorization { code: error, description }
             }
-            E::UnknownState
-            | E::MissingIssuer
-            | E::IssuerMismatch { .. }
-            | E::RepeatedParameter { .. } => Self::AuthorizationResponse { reason: detail },
+            E::UnknownState => Self::UnknownState,
+            E::MissingIssuer => Self::IssuerMismatch { reason: detail, actual: None },
+            E::IssuerMismatch { actual, .. } => {
+                Self::IssuerMismatch { reason: detail, actual: Some(actual) }
+            }
+            E::RepeatedParameter { name } => Self::RepeatedParameter { name },
+            E::ReauthenticationNotPerformed { .. } => {
+                Self::ReauthenticationNotPerformed { reason: detail }
+            }
             E::ReauthRequired { reason } => Self::ReauthRequired { reason },
             E::LoggedOut => Self::LoggedOut,
             E::NoSession => Self::NoSession,
@@ -153,13 +207,36 @@ impl From<latchkey::Error> for LatchkeyError {
             E::Store { operation, message, retryable } => {
                 Self::Store { operation, detail: message, retryable }
             }
-            E::StoreMismatch { .. }
-            | E::LockTimeout
-            | E::LeaseLost { .. }
-            | E::RefreshInDoubt
-            | E::Database { .. } => Self::Coordination { detail, retryable },
+            E::StoreMismatch { generation } => Self::StoreMismatch { generation, retryable },
+            E::LeaseLost { .. } => Self::LeaseLost { retryable },
+            E::LockTimeout => Self::LockTimeout { retryable },
+            E::RefreshInDoubt => Self::RefreshInDoubt { retryable },
+            E::Database { message } => Self::Database { detail: message, retryable },
             _ => Self::Internal { detail },
         }
+    }
+}
+
+impl LatchkeyError {
+    /// Whether the same call may succeed later (the core's `Error::is_retryable`).
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Network { retryable, .. }
+            | Self::HttpStatus { retryable, .. }
+            | Self::Provider { retryable, .. }
+            | Self::Store { retryable, .. }
+            | Self::StoreMismatch { retryable, .. }
+            | Self::LeaseLost { retryable }
+            | Self::LockTimeout { retryable }
+            | Self::RefreshInDoubt { retryable }
+            | Self::Database { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// Whether the user has to sign in again (the session ended or never existed).
+    pub fn requires_sign_in(&self) -> bool {
+        matches!(self, Self::ReauthRequired { .. } | Self::LoggedOut | Self::NoSession)
     }
 }
 

@@ -21,7 +21,7 @@ pub mod types;
 
 pub use client::LatchkeyClient;
 pub use error::LatchkeyError;
-pub use observer::SessionObserver;
+pub use observer::{ObserverHandle, SessionObserver};
 pub use store::{SessionStore, StoreFailure};
 pub use types::*;
 

@@ -37,6 +37,12 @@ pub struct LatchkeyConfig {
     /// Android, where the bundled Mozilla roots are used).
     #[uniffi(default = None)]
     pub trust: Option<TrustRoots>,
+    /// Keep pending logins (state, nonce, PKCE verifier, start time) in the store, under
+    /// the account key + `.pending-login`, so that a new process can finish a login whose
+    /// process was killed while the browser was open (Android Custom Tabs, iOS browser
+    /// sheet). The blob holds the PKCE verifier: the store must be secure storage.
+    #[uniffi(default = false)]
+    pub persist_pending_logins: bool,
 }
 
 /// The certificate authorities trusted for https.

@@ -29,10 +29,17 @@ pub use oidc::{
     AuthorizationOptions, AuthorizationStart, ClientRegistration, EndSessionOptions,
     ProviderMetadata, RegistrationRequest,
 };
+/// The names the Swift and Kotlin APIs use for the same options (one vocabulary across the
+/// three languages): [`LoginOptions`] is [`AuthorizationOptions`], [`LogoutOptions`] is
+/// [`EndSessionOptions`], [`RegistrationOptions`] is [`RegistrationRequest`].
+pub use oidc::{
+    AuthorizationOptions as LoginOptions, EndSessionOptions as LogoutOptions,
+    RegistrationRequest as RegistrationOptions,
+};
 pub use secret::Secret;
 pub use session::{
-    LifecycleEvent, LifecycleState, RefreshOutcome, RetryPolicy, Session, SessionEvent,
-    SessionObserver,
+    LifecycleEvent, LifecycleState, ObserverHandle, RefreshOutcome, RetryPolicy, Session,
+    SessionEvent, SessionObserver,
 };
 pub use store::{FileSessionStore, SessionBlob, SessionStore, StoreError};
 

@@ -922,6 +922,14 @@ async function admin(provider, req, res, pathname) {
       });
     }
   }
+  if (sub === 'delete-access-token' && method === 'POST') {
+    // Deletes one opaque access token (its value is its id) and nothing else: the grant
+    // and its refresh token live on, as when a provider drops a token at rotation.
+    const key = `AccessToken:${String(input.token ?? '')}`;
+    const deleted = store.has(key);
+    removeKey(key);
+    return sendJson(res, 200, { deleted });
+  }
   if (sub === 'revoke-grants' && method === 'POST') {
     // Revokes every grant (optionally of one account): all their tokens die, as an admin
     // revocation at a real provider would do. Useful to provoke a genuine invalid_grant.

@@ -44,7 +44,7 @@ async fn full_lifecycle(kind: ProviderKind) {
     let dir = tempfile::tempdir().unwrap();
     let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
     let rec = Arc::new(Recorder::default());
-    client.add_observer(rec.clone());
+    let _observer = client.add_observer(rec.clone());
 
     let meta = client.provider().await.unwrap();
     assert!(meta.authorization_response_iss_parameter_supported);
@@ -314,7 +314,7 @@ async fn invalid_grant_requires_reauthentication() {
     let dir = tempfile::tempdir().unwrap();
     let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
     let rec = Arc::new(Recorder::default());
-    client.add_observer(rec.clone());
+    let _observer = client.add_observer(rec.clone());
     register(&client, None).await.unwrap();
     sign_in(&client, "alice").await.unwrap();
     assert!(op.revoke_grants(Some("alice")).await.unwrap() >= 1);

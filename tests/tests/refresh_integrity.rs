@@ -319,7 +319,7 @@ async fn dot_auth_time_drift_on_refresh_keeps_the_rotated_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let app = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
     let events = Arc::new(Events::default());
-    app.add_observer(events.clone());
+    let _observer = app.add_observer(events.clone());
     register(&app, None).await.unwrap();
     let first = sign_in(&app, "alice").await.unwrap();
     // The same user signs in again on another device, a second later.

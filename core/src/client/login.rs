@@ -45,8 +45,22 @@ impl Client {
         )?;
         pending.reauth.requested_at = auth_time::unix_secs(self.inner.provider_now());
         lock(&self.inner.pending).insert(start.state.clone(), pending);
+        self.inner.persist_pending_logins().await?;
         self.inner.event(LifecycleEvent::LoginStarted, None);
         Ok(start)
+    }
+
+    /// Also keeps pending logins (state, nonce, PKCE verifier, start time) in the app's
+    /// store, under the account key plus [`PENDING_LOGIN_SUFFIX`], so that a new process
+    /// can finish a login whose process was killed while the browser was open. Off by
+    /// default. With it on, [`Client::start_login`] saves the pending set (and fails with
+    /// [`Error::Store`] when it cannot), and [`Client::finish_login`] reads it for a
+    /// `state` unknown in memory and rewrites it once the request is consumed. Pending
+    /// logins expire after 15 minutes. Never fails; touches nothing persisted itself.
+    ///
+    /// [`PENDING_LOGIN_SUFFIX`]: crate::oidc::authorize::PENDING_LOGIN_SUFFIX
+    pub fn persist_pending_logins(&self, enabled: bool) {
+        lock(&self.inner.pending).persist = enabled;
     }
 
     /// Abandons the pending request with `state`. Returns whether one was pending.
@@ -77,11 +91,19 @@ impl Client {
         let state = params.state().ok_or(Error::UnknownState)?.to_string();
         let metadata = self.inner.metadata().await?;
         if !lock(&self.inner.pending).contains(&state) {
+            // Started by a process that is gone (or another one): the persisted set.
+            self.inner.load_pending_logins().await?;
+        }
+        if !lock(&self.inner.pending).contains(&state) {
             return Err(Error::UnknownState);
         }
         // The request is consumed whatever happens next: a code is single-use.
         let pending = lock(&self.inner.pending).take(&state).ok_or(Error::UnknownState)?;
         let remaining = lock(&self.inner.pending).len();
+        if let Err(e) = self.inner.persist_pending_logins().await {
+            // Best effort: a stale persisted entry only yields a failed code exchange.
+            tracing::warn!(error = %e, "could not rewrite the persisted pending logins");
+        }
         // A spawned task: the code exchange and the commit complete even if the caller is
         // cancelled, so tokens the provider issued are never dropped half-way.
         let inner = self.inner.clone();
@@ -242,6 +264,52 @@ fn redirect_uri_registered(registered: &[String], uri: &str) -> bool {
 }
 
 impl Inner {
+    fn now_unix_ms(&self) -> u64 {
+        u64::try_from(self.clock.now_millis()).unwrap_or(0)
+    }
+
+    /// Writes the pending set to the store (or clears its key when empty), when enabled.
+    async fn persist_pending_logins(&self) -> Result<()> {
+        let (enabled, blob) = {
+            let p = lock(&self.pending);
+            (p.persist, p.to_blob(self.now_unix_ms()))
+        };
+        if !enabled {
+            return Ok(());
+        }
+        let key = authorize::pending_login_key(self.account());
+        let (operation, result) = match blob {
+            Some(blob) => ("save", self.store.save(&key, &blob).await),
+            None => ("clear", self.store.clear(&key).await),
+        };
+        result.map_err(|e| Error::Store {
+            operation: operation.into(),
+            message: e.message,
+            retryable: e.retryable,
+        })
+    }
+
+    /// Adds the persisted pending logins to the ones in memory, when enabled. Fails with
+    /// [`Error::Store`] when the store cannot be read; an unreadable blob is ignored.
+    async fn load_pending_logins(&self) -> Result<()> {
+        if !lock(&self.pending).persist {
+            return Ok(());
+        }
+        let key = authorize::pending_login_key(self.account());
+        let blob = self.store.load(&key).await.map_err(|e| Error::Store {
+            operation: "load".into(),
+            message: e.message,
+            retryable: e.retryable,
+        })?;
+        if let Some(blob) = blob {
+            let now = self.now_unix_ms();
+            if let Err(e) = lock(&self.pending).merge_blob(&blob, now) {
+                tracing::warn!(error = %e, "ignoring the persisted pending logins");
+            }
+        }
+        Ok(())
+    }
+
     async fn session_from_login(
         &self,
         metadata: &ProviderMetadata,

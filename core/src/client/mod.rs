@@ -27,7 +27,9 @@ use crate::lock::{Coordinator, CoordinatorConfig};
 use crate::oidc::authorize::PendingRequests;
 use crate::oidc::jwks::Jwks;
 use crate::oidc::{ClientRegistration, Discovery, ProviderMetadata, RegistrationRequest};
-use crate::session::events::{Observers, RefreshOutcome, SessionEvent, SessionObserver};
+use crate::session::events::{
+    ObserverHandle, Observers, RefreshOutcome, SessionEvent, SessionObserver,
+};
 use crate::session::lifecycle::{transition, LifecycleEvent, LifecycleState};
 use crate::session::retry::RetryPolicy;
 use crate::session::Session;
@@ -263,9 +265,10 @@ impl Client {
         lock(&self.inner.slot).session.clone()
     }
 
-    /// Registers an observer of every lifecycle event.
-    pub fn add_observer(&self, observer: Arc<dyn SessionObserver>) {
-        self.inner.observers.add(observer);
+    /// Registers an observer of every lifecycle event, until the returned handle is
+    /// dropped or cancelled. Touches nothing persisted; never fails.
+    pub fn add_observer(&self, observer: Arc<dyn SessionObserver>) -> ObserverHandle {
+        self.inner.observers.add(observer)
     }
 
     /// The provider's metadata (discovery, cached).

@@ -5,12 +5,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::{Error, Result};
 use crate::oidc::auth_time::ReauthRequest;
 use crate::oidc::discovery::ProviderMetadata;
 use crate::secret::Secret;
+use crate::store::SessionBlob;
 
 /// Options of one authorization request.
 #[derive(Debug, Clone, Default)]
@@ -178,6 +180,37 @@ pub(crate) fn build(
 #[derive(Debug, Default)]
 pub(crate) struct PendingRequests {
     map: HashMap<String, PendingAuthorization>,
+    /// Whether the requests are also kept in the app's store (see [`pending_login_key`]).
+    pub(crate) persist: bool,
+}
+
+/// The store key under which the pending logins of `account` are persisted: the account
+/// with [`PENDING_LOGIN_SUFFIX`], in the app's own `SessionStore`.
+pub(crate) fn pending_login_key(account: &str) -> String {
+    format!("{account}{PENDING_LOGIN_SUFFIX}")
+}
+
+/// Suffix of the store key of persisted pending logins.
+pub const PENDING_LOGIN_SUFFIX: &str = ".pending-login";
+/// The `format` of a persisted pending-login blob (distinct from session formats).
+pub const PENDING_LOGIN_FORMAT: u32 = 0x504c_0001;
+
+/// One pending request as persisted: everything needed to finish it in another process.
+/// Holds the PKCE verifier and nonce: the blob belongs in the app's secure store only.
+#[derive(Serialize, Deserialize)]
+struct PersistedPending {
+    state: String,
+    issuer: String,
+    client_id: String,
+    redirect_uri: String,
+    nonce: String,
+    pkce_verifier: Secret,
+    scopes: Vec<String>,
+    /// When the request was started, Unix milliseconds (this device's clock).
+    created_unix_ms: u64,
+    max_age_secs: Option<u64>,
+    prompt_login: bool,
+    requested_at: i64,
 }
 
 /// How long a pending request stays valid.
@@ -209,6 +242,73 @@ impl PendingRequests {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// The live requests as a blob for the store, None when there are none (then the
+    /// persisted key is cleared). `now_ms` is the current Unix time in milliseconds.
+    pub(crate) fn to_blob(&self, now_ms: u64) -> Option<SessionBlob> {
+        let list: Vec<PersistedPending> = self
+            .map
+            .iter()
+            .filter(|(_, p)| p.created.elapsed() < PENDING_TTL)
+            .map(|(state, p)| PersistedPending {
+                state: state.clone(),
+                issuer: p.issuer.clone(),
+                client_id: p.client_id.clone(),
+                redirect_uri: p.redirect_uri.clone(),
+                nonce: p.nonce.clone(),
+                pkce_verifier: p.pkce_verifier.clone(),
+                scopes: p.scopes.clone(),
+                created_unix_ms: now_ms
+                    .saturating_sub(u64::try_from(p.created.elapsed().as_millis()).unwrap_or(0)),
+                max_age_secs: p.reauth.max_age_secs,
+                prompt_login: p.reauth.prompt_login,
+                requested_at: p.reauth.requested_at,
+            })
+            .collect();
+        if list.is_empty() {
+            return None;
+        }
+        // Serializing plain strings and numbers cannot fail.
+        let data = serde_json::to_vec(&list).unwrap_or_default();
+        Some(SessionBlob::new(0, PENDING_LOGIN_FORMAT, data))
+    }
+
+    /// Adds the requests of a persisted blob that are not known here and not expired
+    /// (another process, or this one before it was killed, started them).
+    ///
+    /// Fails with [`Error::Config`] for a blob of another format or that does not parse;
+    /// the requests in memory are left untouched then.
+    pub(crate) fn merge_blob(&mut self, blob: &SessionBlob, now_ms: u64) -> Result<()> {
+        if blob.format() != PENDING_LOGIN_FORMAT {
+            return Err(Error::config("the persisted pending logins have an unknown format"));
+        }
+        let list: Vec<PersistedPending> = serde_json::from_slice(blob.data())
+            .map_err(|_| Error::config("the persisted pending logins do not parse"))?;
+        for p in list {
+            let age = Duration::from_millis(now_ms.saturating_sub(p.created_unix_ms));
+            // A start time in the future (clock change) counts as "just now".
+            if age >= PENDING_TTL || self.map.contains_key(&p.state) {
+                continue;
+            }
+            let Some(created) = Instant::now().checked_sub(age) else { continue };
+            let pending = PendingAuthorization {
+                issuer: p.issuer,
+                client_id: p.client_id,
+                redirect_uri: p.redirect_uri,
+                nonce: p.nonce,
+                pkce_verifier: p.pkce_verifier,
+                scopes: p.scopes,
+                created,
+                reauth: ReauthRequest {
+                    max_age_secs: p.max_age_secs,
+                    prompt_login: p.prompt_login,
+                    requested_at: p.requested_at,
+                },
+            };
+            self.insert(p.state, pending);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +322,36 @@ mod tests {
             "token_endpoint": "https://op.example/token"
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn pending_requests_survive_a_blob_round_trip_and_expire() {
+        let opts = AuthorizationOptions { prompt: Some("login".into()), ..Default::default() };
+        let (start, pending) = build(&meta(), "cid", "app:/cb", &opts, &[]).unwrap();
+        let verifier = pending.pkce_verifier.clone();
+        let mut first = PendingRequests::default();
+        assert!(first.to_blob(1_000_000).is_none(), "nothing to persist");
+        first.insert(start.state.clone(), pending);
+        let blob = first.to_blob(10_000_000).unwrap();
+        assert_eq!(blob.format(), PENDING_LOGIN_FORMAT);
+
+        let mut second = PendingRequests::default();
+        second.merge_blob(&blob, 10_000_500).unwrap();
+        let restored = second.take(&start.state).expect("restored in another process");
+        assert_eq!(restored.pkce_verifier, verifier);
+        assert_eq!(restored.client_id, "cid");
+        assert!(restored.reauth.prompt_login);
+
+        let ttl_ms = u64::try_from(PENDING_TTL.as_millis()).unwrap();
+        let mut late = PendingRequests::default();
+        late.merge_blob(&blob, 10_000_000 + ttl_ms).unwrap();
+        assert!(late.take(&start.state).is_none(), "expired requests are not restored");
+
+        let mut bad = PendingRequests::default();
+        let other = SessionBlob::new(0, 1, b"[]".to_vec());
+        assert!(matches!(bad.merge_blob(&other, 0), Err(Error::Config { .. })));
+        let garbage = SessionBlob::new(0, PENDING_LOGIN_FORMAT, b"{".to_vec());
+        assert!(matches!(bad.merge_blob(&garbage, 0), Err(Error::Config { .. })));
     }
 
     #[test]

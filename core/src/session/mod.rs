@@ -5,7 +5,7 @@ pub mod lifecycle;
 mod model;
 pub mod retry;
 
-pub use events::{RefreshOutcome, SessionEvent, SessionObserver};
+pub use events::{ObserverHandle, RefreshOutcome, SessionEvent, SessionObserver};
 pub use lifecycle::{LifecycleEvent, LifecycleState};
 pub use model::{Session, ASSUMED_TOKEN_LIFETIME, SESSION_FORMAT_VERSION};
 pub use retry::RetryPolicy;

@@ -25,12 +25,10 @@ public final class ClosureSessionObserver: SessionObserver {
 }
 
 extension LatchkeyClient {
-    /// Registers `observer` and returns it, for one-line setup.
-    @discardableResult
-    public func observe(_ body: @escaping @Sendable (SessionEvent) -> Void) -> SessionObserver {
-        let observer = ClosureSessionObserver(body)
-        addObserver(observer: observer)
-        return observer
+    /// Registers a closure observer until the returned handle is cancelled or released:
+    /// keep the handle as long as you observe.
+    public func observe(_ body: @escaping @Sendable (SessionEvent) -> Void) -> ObserverHandle {
+        addObserver(observer: ClosureSessionObserver(body))
     }
 
     /// The registration in use as JSON, to persist (it may hold the registration access
@@ -48,13 +46,9 @@ extension LatchkeyClient {
         return true
     }
 
-    /// True when the error means the user has to sign in again.
+    /// True when the error means the user has to sign in again (see
+    /// ``LatchkeyError/requiresSignIn``); false for errors of other types.
     public static func requiresSignIn(_ error: Error) -> Bool {
-        switch error {
-        case LatchkeyError.ReauthRequired, LatchkeyError.LoggedOut, LatchkeyError.NoSession:
-            return true
-        default:
-            return false
-        }
+        (error as? LatchkeyError)?.requiresSignIn ?? false
     }
 }

@@ -36,6 +36,25 @@ enum Provider {
         return data
     }
 
+    /// Revokes every grant at the provider: all their tokens die.
+    static func revokeGrants() async throws {
+        _ = try await admin("POST", "revoke-grants", "{}")
+    }
+
+    /// Deletes one access token at the provider; its grant and refresh token stay.
+    static func deleteAccessToken(_ token: String) async throws {
+        let body = try await admin("POST", "delete-access-token", "{\"token\": \"\(token)\"}")
+        XCTAssertTrue(String(decoding: body, as: UTF8.self).contains("\"deleted\":true"))
+    }
+
+    /// A string field of the provider's discovery document, e.g. `userinfo_endpoint`.
+    static func discovery(_ field: String) async throws -> String {
+        let url = URL(string: "\(try issuer())/.well-known/openid-configuration")!
+        let (data, _) = try await URLSession.shared.data(for: URLRequest(url: url))
+        let json = try JSONSerialization.jsonObject(with: data)
+        return try XCTUnwrap((json as? [String: Any])?[field] as? String, field)
+    }
+
     /// One counter of `GET /__admin/counters`, e.g. `refresh_grants`.
     static func counter(_ name: String) async throws -> Int {
         let json = try JSONSerialization.jsonObject(with: try await admin("GET", "counters"))
@@ -44,10 +63,10 @@ enum Provider {
 }
 
 /// Plays the user's browser with latchkey-browser; returns the app's redirect URL.
-func browse(_ url: String, deny: Bool = false) throws -> String {
+func browse(_ url: String, deny: Bool = false, redirectPrefix: String = redirectURI) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: try env("LATCHKEY_BROWSER"))
-    process.arguments = ["--redirect-prefix", redirectURI] + (deny ? ["--deny"] : []) + [url]
+    process.arguments = ["--redirect-prefix", redirectPrefix] + (deny ? ["--deny"] : []) + [url]
     let pipe = Pipe()
     process.standardOutput = pipe
     try process.run()
@@ -132,4 +151,35 @@ final class RecordingObserver: SessionObserver, @unchecked Sendable {
     private var list: [SessionEvent] = []
     func onEvent(event: SessionEvent) { lock.withLock { list.append(event) } }
     var events: [SessionEvent] { lock.withLock { list } }
+}
+
+/// A store of one 0600 file per account in `dir`, shared by processes (the same layout as
+/// the example's FileSessionStore: generation, format, data).
+final class FileStore: SessionStore, @unchecked Sendable {
+    private let dir: URL
+    init(_ dir: URL) { self.dir = dir }
+    private func path(_ account: String) -> String { dir.appendingPathComponent("\(account).session").path }
+
+    func save(account: String, blob: SessionBlob) async throws {
+        var bytes = Data()
+        withUnsafeBytes(of: blob.generation.bigEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: blob.format.bigEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(blob.data)
+        let temporary = path(account) + ".tmp"
+        XCTAssertTrue(FileManager.default.createFile(
+            atPath: temporary, contents: bytes, attributes: [.posixPermissions: 0o600]))
+        _ = try? FileManager.default.removeItem(atPath: path(account))
+        try FileManager.default.moveItem(atPath: temporary, toPath: path(account))
+    }
+
+    func load(account: String) async throws -> SessionBlob? {
+        guard let bytes = FileManager.default.contents(atPath: path(account)), bytes.count >= 12 else { return nil }
+        let generation = bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let format = bytes.dropFirst(8).prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return SessionBlob(generation: generation, format: format, data: Data(bytes.dropFirst(12)))
+    }
+
+    func clear(account: String) async throws {
+        try? FileManager.default.removeItem(atPath: path(account))
+    }
 }

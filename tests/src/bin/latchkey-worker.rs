@@ -188,7 +188,7 @@ async fn main() {
     .expect("registration");
     client.restore_registration(reg).expect("registration issuer");
     let printer = Arc::new(Printer { counts: Mutex::new(BTreeMap::new()) });
-    client.add_observer(printer.clone());
+    let _observer = client.add_observer(printer.clone());
     let session = match &args.sign_in {
         Some(user) => match latchkey_e2e::flow::sign_in(&client, user).await {
             Ok(s) => s,

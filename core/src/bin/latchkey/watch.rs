@@ -146,7 +146,7 @@ pub async fn watch(g: &Global, args: WatchArgs) -> Result<(), CliError> {
         fatal: Mutex::new(None),
         out: Printer { bar: progress_bar(&g.holder, args.duration) },
     });
-    client.add_observer(Arc::new(Observer(shared.clone())));
+    let _observer = client.add_observer(Arc::new(Observer(shared.clone())));
     shared.event(
         "started",
         json!({

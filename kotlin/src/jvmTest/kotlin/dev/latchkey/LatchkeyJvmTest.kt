@@ -1,7 +1,8 @@
 // JVM tests of the Kotlin API (generated bindings + glue) against the host build of the Rust
-// library, loaded by JNA, and the real test provider. A plain main, no JUnit:
-// scripts/test-kotlin.sh compiles it with kotlinc, starts the provider and runs it; the last
-// line is "N passed, M failed", the exit code 1 on failure.
+// library, loaded by JNA, and the real test provider, run as JUnit 5 dynamic tests (Debian
+// junit5): scripts/test-kotlin.sh compiles them with kotlinc, starts the provider and runs
+// main, which launches the JUnit Platform; the last line is "N passed, M failed", the exit
+// code 1 on failure.
 package dev.latchkey
 
 import java.io.File
@@ -14,13 +15,34 @@ import kotlin.test.assertIs
 import kotlin.test.assertNotNull
 import kotlin.test.assertNull
 import kotlin.test.assertTrue
+import kotlin.test.assertNotEquals
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.cancel
+import kotlinx.coroutines.cancelAndJoin
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withContext
 import kotlinx.coroutines.withTimeout
+import okhttp3.OkHttpClient
+import okhttp3.Request
+import org.junit.jupiter.api.DynamicTest
+import org.junit.jupiter.api.TestFactory
+import org.junit.platform.engine.TestExecutionResult
+import org.junit.platform.engine.discovery.DiscoverySelectors
+import org.junit.platform.launcher.TestExecutionListener
+import org.junit.platform.launcher.TestIdentifier
+import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder
+import org.junit.platform.launcher.core.LauncherFactory
+import org.junit.platform.launcher.listeners.SummaryGeneratingListener
 
-private val tests = linkedMapOf<String, suspend () -> Unit>()
+private val tests = linkedMapOf<String, suspend CoroutineScope.() -> Unit>()
 
-private fun test(name: String, body: suspend () -> Unit) {
+private fun test(name: String, body: suspend CoroutineScope.() -> Unit) {
     tests[name] = body
 }
 
@@ -33,7 +55,7 @@ private fun registerTests() {
         val store = MemoryStore()
         val observer = RecordingObserver()
         LatchkeyClient.create(config(tempDir()), store).use { client ->
-            client.addObserver(observer)
+            val observation = client.addObserver(observer)
             assertEquals(LifecycleState.UNREGISTERED, client.state())
             assertTrue(client.provider().supportsRegistration)
             val session = signIn(client)
@@ -64,14 +86,110 @@ private fun registerTests() {
             assertTrue(observer.events.any { it.event is LifecycleEvent.LoggedOut })
             val error = assertFailsWith<LatchkeyException> { client.accessToken() }
             assertTrue(error is LatchkeyException.LoggedOut || error is LatchkeyException.NoSession, "$error")
+            assertTrue(error.requiresSignIn)
+            assertFalse(error.isRetryable)
+            observation.close()
+        }
+    }
+
+    test("events flow and state flow follow the session; cancelling unsubscribes") {
+        LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
+            val seen = java.util.Collections.synchronizedList(mutableListOf<SessionEvent>())
+            // Unconfined + undispatched: the observer is registered before launch returns.
+            val collector = launch(Dispatchers.Unconfined, start = CoroutineStart.UNDISPATCHED) {
+                client.events().collect { seen += it }
+            }
+            val stateScope = CoroutineScope(Dispatchers.Default)
+            val state = client.stateFlow(stateScope)
+            assertEquals(LifecycleState.UNREGISTERED, state.value)
+            val session = signIn(client)
+            withTimeout(5_000) { state.first { it == LifecycleState.AUTHENTICATED } }
+            assertIs<RefreshOutcome.Refreshed>(client.refresh())
+            val generation = client.session()?.generation
+            withTimeout(5_000) {
+                while (seen.none { it.event is LifecycleEvent.Refreshed && it.generation == generation }) delay(10)
+            }
+            assertTrue(seen.any { it.event is LifecycleEvent.SignedIn && it.generation == session.generation },
+                "${seen.map { it.event }}")
+            collector.cancelAndJoin()
+            val count = seen.size
+            client.refresh() // emits RefreshStarted + Refreshed synchronously, to no one
+            assertEquals(count, seen.size, "no event after the collector was cancelled")
+
+            val recorder = RecordingObserver()
+            val handle = client.addObserver(recorder)
+            assertTrue(handle.isActive())
+            client.refresh()
+            assertTrue(recorder.events.isNotEmpty())
+            handle.cancel()
+            handle.cancel() // idempotent
+            assertFalse(handle.isActive())
+            val recorded = recorder.events.size
+            client.refresh()
+            assertEquals(recorded, recorder.events.size, "no event after cancel()")
+            handle.close()
+
+            val closed = RecordingObserver()
+            client.addObserver(closed).close() // releasing the handle unregisters as well
+            client.refresh()
+            assertTrue(closed.events.isEmpty(), "closed: ${closed.events.map { it.event }}")
+
+            stateScope.cancel() // unregisters the state observer (invokeOnCompletion)
+            client.logout(LogoutOptions())
+            assertEquals(LifecycleState.LOGGED_OUT, client.state())
+            assertEquals(LifecycleState.AUTHENTICATED, state.value, "the state flow stopped with its scope")
+        }
+    }
+
+    test("OkHttp: bearer token added; 401 -> tokenRejected -> refresh -> one retry") {
+        LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
+            val session = signIn(client)
+            val userinfo = Provider.discovery("userinfo_endpoint")
+            val http = OkHttpClient.Builder().latchkey(client).build()
+            val get = Request.Builder().url(userinfo).build()
+            withContext(Dispatchers.IO) { http.newCall(get).execute() }.use { response ->
+                assertEquals(200, response.code())
+                assertNull(response.priorResponse(), "no retry needed")
+                assertTrue(response.body()!!.string().contains("\"sub\":\"${session.subject}\""))
+            }
+
+            val rejected = client.accessToken()
+            Provider.deleteAccessToken(rejected)
+            val before = Provider.counter("refresh_grants")
+            withContext(Dispatchers.IO) { http.newCall(get).execute() }.use { response ->
+                assertEquals(200, response.code(), "retried with a refreshed token")
+                assertEquals(401, response.priorResponse()?.code(), "the revoked token was refused first")
+                assertTrue(response.body()!!.string().contains(session.subject))
+            }
+            assertEquals(before + 1, Provider.counter("refresh_grants"), "exactly one refresh")
+            assertNotEquals(rejected, client.accessToken())
+
+            // The grant is gone: the refresh fails, the 401 is returned after at most one try.
+            Provider.revokeGrants()
+            withContext(Dispatchers.IO) { http.newCall(get).execute() }.use { response ->
+                assertEquals(401, response.code())
+                assertNull(response.priorResponse(), "no retry without a new token")
+            }
+            assertEquals(LifecycleState.REAUTH_REQUIRED, client.state())
+            val error = assertFailsWith<LatchkeyException> { client.accessToken() }
+            assertTrue(error.requiresSignIn, "$error")
+            // No token at all: the interceptor fails the call, the Latchkey error as its cause.
+            val failed = assertFailsWith<java.io.IOException> {
+                withContext(Dispatchers.IO) { http.newCall(get).execute() }
+            }
+            val cause = assertIs<LatchkeyException>(failed.cause)
+            assertTrue(cause.requiresSignIn, "$cause")
+            assertFalse(failed.message.orEmpty().contains(rejected), "no token in the message")
         }
     }
 
     test("registration persists as JSON and restores") {
         LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
             val json = client.register(registrationOptions()).use { it.toJson() }
+            assertEquals(json, client.registrationJson())
             LatchkeyClient.create(config(tempDir()), MemoryStore()).use { other ->
-                assertTrue(other.restoreRegistrationFrom(json))
+                assertFalse(other.restoreRegistration(json = null))
+                assertTrue(other.restoreRegistration(json))
                 assertEquals(LifecycleState.REGISTERED, other.state())
                 other.registration()!!.use { assertEquals(listOf(REDIRECT_URI), it.redirectUris()) }
             }
@@ -142,9 +260,26 @@ private fun registerTests() {
             val unknown = client.startLogin(LoginOptions())
             assertTrue(client.abortLogin(unknown.state))
             assertFalse(client.abortLogin(unknown.state))
-            assertFailsWith<LatchkeyException.AuthorizationResponse> {
+            val stale = assertFailsWith<LatchkeyException.UnknownState> {
                 client.finishLogin("$REDIRECT_URI?code=x&state=${unknown.state}&iss=${Provider.issuer}")
             }
+            assertTrue(stale.isStaleRedirect && !stale.requiresSignIn && !stale.isRetryable)
+            val mixUp = client.startLogin(LoginOptions())
+            val mismatch = assertFailsWith<LatchkeyException.IssuerMismatch> {
+                client.finishLogin("$REDIRECT_URI?code=x&state=${mixUp.state}&iss=https://attacker.example")
+            }
+            assertEquals("https://attacker.example", mismatch.actual)
+            assertFalse(mismatch.isStaleRedirect)
+            val missing = client.startLogin(LoginOptions())
+            val noIss = assertFailsWith<LatchkeyException.IssuerMismatch> {
+                client.finishLogin("$REDIRECT_URI?code=x&state=${missing.state}")
+            }
+            assertNull(noIss.actual)
+            val repeated = client.startLogin(LoginOptions())
+            val twice = assertFailsWith<LatchkeyException.RepeatedParameter> {
+                client.finishLogin("$REDIRECT_URI?code=x&code=y&state=${repeated.state}&iss=${Provider.issuer}")
+            }
+            assertEquals("code", twice.name)
             val forged = assertFailsWith<LatchkeyException.InvalidResponse> {
                 client.handleBackchannelLogout("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
             }
@@ -154,6 +289,41 @@ private fun registerTests() {
             LatchkeyClient.create(config(tempDir()).copy(allowInsecureLoopback = false), MemoryStore())
         }
         assertTrue(insecure.reason.isNotEmpty())
+    }
+
+    test("a login started by a killed process is finished by a new process") {
+        val dir = tempDir()
+        LatchkeyClient.create(config(dir), FileStore(dir)).use { client ->
+            client.register(registrationOptions()).close()
+            client.saveRegistrationTo { File(dir, "registration.json").writeText(it) }
+        }
+        val java = File(System.getProperty("java.home"), "bin/java").path
+        val worker = ProcessBuilder(
+            java, "-Djna.library.path=${System.getProperty("jna.library.path")}",
+            "-cp", System.getProperty("java.class.path"),
+            "dev.latchkey.StartLoginWorkerKt", dir.path,
+        ).redirectErrorStream(true).start()
+        val output = worker.inputStream.bufferedReader().readText()
+        assertTrue(worker.waitFor(60, TimeUnit.SECONDS), "worker finished")
+        assertEquals(0, worker.exitValue(), output)
+        val url = output.lines().first { it.startsWith("url ") }.removePrefix("url ")
+        assertTrue(File(dir, "default.pending-login.session").exists(), "the pending login was persisted")
+        val redirect = browse(url) // the browser comes back after the process died
+
+        // Without persistence a new process cannot finish it: the state is unknown.
+        LatchkeyClient.create(config(dir, holder = "plain"), FileStore(dir)).use { plain ->
+            plain.restoreRegistrationFrom(File(dir, "registration.json").readText())
+            assertFailsWith<LatchkeyException.UnknownState> { plain.finishLogin(redirect) }
+        }
+        LatchkeyClient.create(config(dir, holder = "new-app").copy(persistPendingLogins = true), FileStore(dir)).use { app ->
+            app.restoreRegistrationFrom(File(dir, "registration.json").readText())
+            val session = app.finishLogin(redirect)
+            assertTrue(session.subject.isNotEmpty())
+            assertEquals(LifecycleState.AUTHENTICATED, app.state())
+            assertTrue(app.userinfo().contains(session.subject))
+            assertFalse(File(dir, "default.pending-login.session").exists(), "consumed: the key is cleared")
+            assertFailsWith<LatchkeyException.UnknownState> { app.finishLogin(redirect) }
+        }
     }
 
     test("two processes sharing one SQLite file refresh once") {
@@ -190,24 +360,55 @@ private fun registerTests() {
     }
 }
 
-fun main(args: Array<String>) {
-    registerTests()
-    val selected = tests.filterKeys { name -> args.isEmpty() || args.any { name.contains(it) } }
-    var passed = 0
-    var failed = 0
-    for ((name, body) in selected) {
-        val started = System.nanoTime()
-        val outcome = runCatching { runBlocking { withTimeout(120_000) { body() } } }
-        val millis = (System.nanoTime() - started) / 1_000_000
-        outcome.onSuccess {
-            passed++
-            println("PASS $name ($millis ms)")
-        }.onFailure { error ->
-            failed++
-            println("FAIL $name ($millis ms): $error")
-            error.printStackTrace(System.out)
+/** The tests above as JUnit 5 dynamic tests, filtered by the names given to [main]. */
+class LatchkeyJvmTest {
+    @TestFactory
+    fun tests(): List<DynamicTest> {
+        registerTests()
+        val filters = System.getProperty("latchkey.filters").orEmpty().split('\u0000').filter { it.isNotEmpty() }
+        return tests.filterKeys { name -> filters.isEmpty() || filters.any { name.contains(it) } }
+            .map { (name, body) ->
+                DynamicTest.dynamicTest(name) {
+                    runBlocking { withTimeout(120_000) { coroutineScope { body() } } }
+                }
+            }
+    }
+}
+
+/** Prints one PASS/FAIL line per test, with its time and, on failure, the stack trace. */
+private class PrintingListener : TestExecutionListener {
+    private val started = java.util.concurrent.ConcurrentHashMap<String, Long>()
+
+    override fun executionStarted(id: TestIdentifier) {
+        started[id.uniqueId] = System.nanoTime()
+    }
+
+    override fun executionFinished(id: TestIdentifier, result: TestExecutionResult) {
+        if (!id.isTest) return
+        val millis = (System.nanoTime() - (started[id.uniqueId] ?: System.nanoTime())) / 1_000_000
+        if (result.status == TestExecutionResult.Status.SUCCESSFUL) {
+            println("PASS ${id.displayName} ($millis ms)")
+        } else {
+            val error = result.throwable.orElse(null)
+            println("FAIL ${id.displayName} ($millis ms): $error")
+            error?.printStackTrace(System.out)
         }
     }
+}
+
+/**
+ * Runs the tests on the JUnit Platform (Jupiter engine); arguments filter by test name.
+ * The last line is "N passed, M failed" for CI; the exit code is 1 on any failure.
+ */
+fun main(args: Array<String>) {
+    System.setProperty("latchkey.filters", args.joinToString("\u0000"))
+    val request = LauncherDiscoveryRequestBuilder.request()
+        .selectors(DiscoverySelectors.selectClass(LatchkeyJvmTest::class.java))
+        .build()
+    val summary = SummaryGeneratingListener()
+    LauncherFactory.create().execute(request, summary, PrintingListener())
+    val passed = summary.summary.testsSucceededCount
+    val failed = summary.summary.testsFailedCount + summary.summary.containersFailedCount
     println("$passed passed, $failed failed")
-    exitProcess(if (failed == 0 && passed > 0) 0 else 1)
+    exitProcess(if (failed == 0L && passed > 0L) 0 else 1)
 }

@@ -44,6 +44,23 @@ object Provider {
     }
 
     fun config(json: String) { send("POST", "config", json) }
+    fun revokeGrants() { send("POST", "revoke-grants", "{}") }
+
+    /** A string field of the provider's discovery document, e.g. `userinfo_endpoint`. */
+    fun discovery(field: String): String {
+        val request = HttpRequest.newBuilder(URI.create("$issuer/.well-known/openid-configuration"))
+            .timeout(Duration.ofSeconds(10)).build()
+        val json = http.send(request, HttpResponse.BodyHandlers.ofString()).body()
+        return Regex("\"$field\"\\s*:\\s*\"([^\"]+)\"").find(json)?.groupValues?.get(1)
+            ?: error("no $field in discovery")
+    }
+
+    /** Deletes one access token at the provider; its grant and refresh token stay. */
+    fun deleteAccessToken(token: String) {
+        val body = send("POST", "delete-access-token", "{\"token\": \"$token\"}")
+        check(body.contains("\"deleted\":true")) { "access token not found: $body" }
+    }
+
     fun reset() { send("POST", "reset", "{}") }
 }
 

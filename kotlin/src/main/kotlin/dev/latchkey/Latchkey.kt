@@ -15,6 +15,19 @@ fun sessionObserverOf(block: (SessionEvent) -> Unit): SessionObserver =
         override fun onEvent(event: SessionEvent) = block(event)
     }
 
+/**
+ * The registration in use as JSON, to persist (it may hold the registration access token:
+ * keep it with the app's secrets). Null when not registered. Same name as in Swift.
+ */
+fun LatchkeyClient.registrationJson(): String? = registration()?.use { it.toJson() }
+
+/**
+ * Restores a registration saved with [registrationJson]. Returns false for null. Throws
+ * [LatchkeyException.Config] when it is not a registration of this issuer. Same as Swift's
+ * `restoreRegistration(json:)`.
+ */
+fun LatchkeyClient.restoreRegistration(json: String?): Boolean = restoreRegistrationFrom(json)
+
 /** Persists [registration] as JSON through [write]; see [restoreRegistrationFrom]. */
 fun LatchkeyClient.saveRegistrationTo(write: (String) -> Unit) {
     registration()?.use { write(it.toJson()) }
