@@ -268,11 +268,13 @@ async fn child_hold(side: &Side, args: &[String]) -> Res<()> {
     Ok(())
 }
 
-/// This process so far: context switches of all threads, CPU time (µs), read syscalls.
+/// This process so far: context switches of all threads, CPU time of all threads (µs, from
+/// the scheduler's nanosecond accounting), read syscalls.
 fn proc_counters() -> Option<(u64, f64, u64)> {
-    let mut switches = 0;
+    let (mut switches, mut cpu_ns) = (0, 0u64);
     for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        let dir = task.ok()?.path();
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
         for line in status.lines() {
             if let Some(v) = line
                 .strip_prefix("voluntary_ctxt_switches:")
@@ -281,15 +283,12 @@ fn proc_counters() -> Option<(u64, f64, u64)> {
                 switches += v.trim().parse::<u64>().ok()?;
             }
         }
+        let sched = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+        cpu_ns += sched.split_whitespace().next()?.parse::<u64>().ok()?;
     }
-    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after_comm = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let io = std::fs::read_to_string("/proc/self/io").ok()?;
     let syscr = io.lines().find_map(|l| l.strip_prefix("syscr:"))?.trim().parse().ok()?;
-    Some((switches, ticks as f64 * 10_000.0, syscr))
+    Some((switches, cpu_ns as f64 / 1000.0, syscr))
 }
 
 /// Waits (retrying after the lock's own timeouts) for the lease another process holds;
@@ -497,9 +496,8 @@ struct StormRound {
 
 fn storm_round(path: &Path, imp: Imp, sync: &str, n: usize, round: usize) -> Res<StormRound> {
     let account = format!("storm-{n}-{round}");
-    let mut children: Vec<Child> = (0..n)
-        .map(|_| spawn(imp, sync, "storm", path, &[&account], true))
-        .collect::<Res<_>>()?;
+    let mut children: Vec<Child> =
+        (0..n).map(|_| spawn(imp, sync, "storm", path, &[&account], true)).collect::<Res<_>>()?;
     let mut readers: Vec<BufReader<ChildStdout>> = Vec::new();
     for child in &mut children {
         let mut reader = BufReader::new(child.stdout.take().ok_or("no stdout")?);
@@ -615,10 +613,16 @@ fn bench_wait(dir: &Path, imp: Imp, sync: &str, hold_ms: u64, rounds: usize) -> 
     let (w, c, r, t, h) = (med(wakes), med(cpu), med(reads), med(txs), med(handoffs));
     let tx_text = if t.is_nan() { "— (reads only)".to_string() } else { format!("{t:.1}") };
     Ok(vec![
-        fig(&s, &format!("waiter's wake-ups per second, median of {rounds}"), format!("{w:.0}"), w, "≤ 50"),
+        fig(
+            &s,
+            &format!("waiter's wake-ups per second, median of {rounds}"),
+            format!("{w:.0}"),
+            w,
+            "≤ 50",
+        ),
         fig(&s, "waiter's read syscalls per second (/proc/self/io)", format!("{r:.0}"), r, "—"),
         fig(&s, "waiter's write transactions per second", tx_text, t, "0"),
-        fig(&s, "waiter's CPU while waiting", format!("{c:.2} %"), c, "—"),
+        fig(&s, "waiter's CPU while waiting", format!("{c:.3} %"), c, "—"),
         fig(&s, "handoff after the long hold", format!("{h:.2} ms"), h, "≤ 2 ms"),
     ])
 }
@@ -750,7 +754,13 @@ fn bench_uncontended(dir: &Path, imp: Imp, sync: &str, iterations: usize) -> Res
     );
     let sc = "uncontended, 1 process";
     Ok(vec![
-        fig(sc, &format!("acquire + release, median of {iterations}"), format!("{s:.0} µs"), s, "—"),
+        fig(
+            sc,
+            &format!("acquire + release, median of {iterations}"),
+            format!("{s:.0} µs"),
+            s,
+            "—",
+        ),
         fig(sc, "acquire alone; release alone", format!("{a:.0} µs; {r:.0} µs"), f64::NAN, "—"),
         fig(sc, "bare write transaction via spawn_blocking", format!("{b:.0} µs"), b, "—"),
         fig(sc, "(acquire + release) / bare write", format!("{:.2}×", s / b), s / b, "≤ 2×"),

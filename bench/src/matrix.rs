@@ -99,8 +99,8 @@ impl TryLock for SqliteLeases {
         lease_duration_ms: u32,
         key: &str,
         holder: &str,
-    ) -> impl std::future::Future<Output = Result<Option<CrossProcessLockGeneration>, LeaseError>>
-           + Send {
+    ) -> impl std::future::Future<Output = Result<Option<CrossProcessLockGeneration>, LeaseError>> + Send
+    {
         let conn = Arc::clone(&self.conn);
         let (key, holder) = (key.to_owned(), holder.to_owned());
         self.attempts.fetch_add(1, Ordering::Relaxed);
