@@ -6,7 +6,12 @@
 //!
 //! ```text
 //! latchkey-storm-bench [--processes 2,4,8,16] [--tasks 8] [--ttl-secs 4]
+//! latchkey-storm-bench --footprint PATH-OF-THE-latchkey-CLI [--runs 20]
 //! ```
+//!
+//! `--footprint`: peak RSS and wall time of fresh `latchkey` CLI processes against a signed-in
+//! state directory: `status` (restores the session), `token` with a fresh token (cold start
+//! to the first token), `refresh` (restores and refreshes once).
 //!
 //! Needs tests/op/node_modules (`scripts/lib/test-provider.sh`). The worker binary is found
 //! next to this one (build both: `cargo build -p latchkey-e2e --bins`).
@@ -197,8 +202,73 @@ async fn storm(op: &TestProvider, n: usize, tasks: usize, ttl: u64, shared: bool
     }
 }
 
+/// Runs `cli args…` once under /usr/bin/time: (wall ms, peak RSS KiB, success).
+fn timed(cli: &Path, dir: &Path, args: &[&str]) -> (f64, u64, bool) {
+    let rss_file = dir.join("rss.txt");
+    let t = Instant::now();
+    let status = std::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(cli)
+        .arg("--state-dir")
+        .arg(dir)
+        .arg("--allow-insecure-loopback")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("/usr/bin/time");
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let rss = std::fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()))
+        .unwrap_or(0);
+    (ms, rss, status.success())
+}
+
+/// Cold start (wall time of the whole process, median) and peak RSS (max) of the CLI.
+async fn footprint(cli: &Path, runs: usize) {
+    let op =
+        TestProvider::start(ProviderOptions { access_token_ttl_secs: 3600, ..Default::default() })
+            .await
+            .expect("test provider");
+    let dir = tempfile::tempdir().unwrap();
+    prepare(&op, dir.path()).await;
+    println!("| process (`latchkey` CLI, release) | wall time, median of {runs} (min) | peak RSS, max | all succeeded |");
+    println!("|---|---:|---:|---|");
+    for (name, args) in [
+        ("`status`: restore the session, print it", vec!["status"]),
+        ("`token`: restore, print the fresh token (cold start to the first token)", vec!["token"]),
+        ("`refresh`: restore, refresh once against the provider", vec!["refresh"]),
+    ] {
+        let (mut walls, mut peak, mut ok) = (Vec::new(), 0, true);
+        for _ in 0..runs {
+            let (ms, rss, success) = timed(cli, dir.path(), &args);
+            walls.push(ms);
+            peak = peak.max(rss);
+            ok &= success;
+        }
+        walls.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {:.1} ms ({:.1} ms) | {:.1} MB | {} |",
+            walls[walls.len() / 2],
+            walls[0],
+            peak as f64 / 1024.0,
+            if ok { "yes" } else { "NO" }
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    let cli = list_arg("--footprint", "");
+    if !cli.is_empty() {
+        let runs: usize = list_arg("--runs", "20").parse().expect("--runs");
+        footprint(Path::new(&cli), runs).await;
+        return;
+    }
     let processes: Vec<usize> = list_arg("--processes", "2,4,8,16")
         .split(',')
         .map(|s| s.trim().parse().expect("--processes: numbers"))
