@@ -7,7 +7,11 @@
 //! ```text
 //! latchkey-storm-bench [--processes 2,4,8,16] [--tasks 8] [--ttl-secs 4]
 //! latchkey-storm-bench --footprint PATH-OF-THE-latchkey-CLI [--runs 20]
+//! latchkey-storm-bench --accounts 1,10,100,1000
 //! ```
+//!
+//! `--accounts`: one coordination database holding N accounts (lease, generation row each;
+//! one of them signed in for real): its size, and the refresh and `sync()` times of that one.
 //!
 //! `--footprint`: peak RSS and wall time of fresh `latchkey` CLI processes against a signed-in
 //! state directory: `status` (restores the session), `token` with a fresh token (cold start
@@ -261,8 +265,76 @@ async fn footprint(cli: &Path, runs: usize) {
     }
 }
 
+/// Database size, refresh and `sync()` time with `n` accounts in one coordination database.
+async fn accounts(counts: &[usize]) {
+    let op =
+        TestProvider::start(ProviderOptions { access_token_ttl_secs: 3600, ..Default::default() })
+            .await
+            .expect("test provider");
+    println!("| accounts in one database | lock.db + WAL size | `refresh()`, median of 10 | `sync()`, median of 200 |");
+    println!("|---:|---:|---:|---:|");
+    for &n in counts {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(&op, dir.path()).await;
+        let coord = latchkey::lock::Coordinator::open(
+            dir.path().join("lock.db"),
+            latchkey::lock::CoordinatorConfig::default(),
+            std::sync::Arc::new(latchkey::SystemClock),
+        )
+        .unwrap();
+        let hash = "0".repeat(64);
+        for i in 1..n {
+            let account = format!("user-{i:04}@example");
+            let lease = coord.acquire(&account, "filler").await.unwrap();
+            coord.register(&account, 1, &hash).await.unwrap();
+            lease.release().await.unwrap();
+        }
+        drop(coord);
+        let client = latchkey_e2e::flow::file_client(
+            test_config(op.issuer(), dir.path(), "bench"),
+            dir.path(),
+        )
+        .unwrap();
+        let reg: latchkey::ClientRegistration =
+            serde_json::from_slice(&std::fs::read(dir.path().join("registration.json")).unwrap())
+                .unwrap();
+        client.restore_registration(reg).unwrap();
+        client.restore_session().await.unwrap().expect("session");
+        let mut refresh = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            client.refresh().await.unwrap();
+            refresh.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let mut sync = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            client.sync().await.unwrap();
+            sync.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        refresh.sort_by(f64::total_cmp);
+        sync.sort_by(f64::total_cmp);
+        let size =
+            |name: &str| std::fs::metadata(dir.path().join(name)).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "| {n} | {:.0} KiB + {:.0} KiB | {:.2} ms | {:.0} µs |",
+            size("lock.db") as f64 / 1024.0,
+            size("lock.db-wal") as f64 / 1024.0,
+            refresh[refresh.len() / 2],
+            sync[sync.len() / 2]
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    let counts = list_arg("--accounts", "");
+    if !counts.is_empty() {
+        let counts: Vec<usize> =
+            counts.split(',').map(|s| s.trim().parse().expect("--accounts: numbers")).collect();
+        accounts(&counts).await;
+        return;
+    }
     let cli = list_arg("--footprint", "");
     if !cli.is_empty() {
         let runs: usize = list_arg("--runs", "20").parse().expect("--runs");
