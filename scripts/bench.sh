@@ -236,18 +236,21 @@ if want footprint; then
   over() { awk -v b="$(stat -c %s "$1")" 'BEGIN { d = b - 3e6; if (d > 0) printf "misses by %.2f MB", d / 1e6; else printf "met" }'; }
   # Code and data by the crate named in each symbol (release build, before stripping; LTO
   # merges across crates, so this is an attribution, not an exact split).
+  # Code and data by the crate named in each symbol (release build, before stripping; LTO
+  # and inlining merge across crates, so this is an attribution, not an exact split).
+  # Symbols without a Rust path are C: SQLite's (bundled) or ring's (its C and assembly).
   bloat=$(nm --size-sort -S -t d -C "$rel" 2>/dev/null | awk '
     NF >= 4 {
       size = $2 + 0; name = $4
       for (i = 5; i <= NF; i++) name = name " " $i
-      sub(/^[<&*]+/, "", name); sub(/^(dyn |impl )/, "", name); sub(/^[<&*]+/, "", name)
-      if (name ~ /^sqlite3/) crate = "SQLite (C, bundled)"
-      else if (name ~ /::/) { crate = name; sub(/::.*/, "", crate); sub(/[ <].*/, "", crate) }
-      else crate = "(C or unnamed)"
+      while (sub(/^([<&*(]|mut |dyn |const |impl )/, "", name)) {}
+      if (name ~ /^ring_core/ || name ~ /^(ecp_|fe_|x25519|GFp|ChaCha|aes_|gcm_|bn_|p256|p384|sha(256|512)_block|LIMBS|CRYPTO|OPENSSL)/) crate = "ring (C and assembly)"
+      else if (name ~ /::/) { crate = name; sub(/::.*/, "", crate); sub(/[ <>,].*/, "", crate) }
+      else crate = "C, other than ring: SQLite (bundled) and libc glue"
       total[crate] += size; all += size
     }
     END { for (c in total) printf "%d\t%s\n", total[c], c; printf "%d\t(all symbols)\n", all }
-  ' | sort -rn | head -16 | awk -F'\t' '{ printf "| %s | %.0f KB |\n", $2, $1 / 1000 }')
+  ' | sort -rn | head -20 | awk -F'\t' '{ printf "| %s | %.0f KB |\n", $2, $1 / 1000 }')
   runs=20
   [ -z "$quick" ] || runs=5
   rss=$(nice -n 10 target/debug/latchkey-storm-bench --footprint target/release/latchkey --runs "$runs")
