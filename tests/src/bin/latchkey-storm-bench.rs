@@ -218,7 +218,7 @@ fn timed(cli: &Path, dir: &Path, args: &[&str]) -> (f64, u64, bool) {
         .arg(cli)
         .arg("--state-dir")
         .arg(dir)
-        .arg("--allow-insecure-loopback")
+        .arg("--insecure-loopback")
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
