@@ -350,6 +350,20 @@ fn fig(scenario: &str, metric: &str, text: String, num: f64, target: &'static st
     Fig { scenario: scenario.into(), metric: metric.into(), text, num, target }
 }
 
+/// The target, and whether Latchkey's figure meets it (targets of the form `≤ X unit`).
+fn verdict(f: &Fig) -> String {
+    let Some(rest) = f.target.strip_prefix("≤ ") else { return f.target.to_string() };
+    let number: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let unit = rest[number.len()..].split_whitespace().next().unwrap_or("");
+    match number.parse::<f64>() {
+        Ok(goal) if f.num.is_finite() && f.num > goal => {
+            format!("{}: missed by {:.2} {unit}", f.target, f.num - goal)
+        }
+        Ok(_) if f.num.is_finite() => format!("{}: met", f.target),
+        _ => f.target.to_string(),
+    }
+}
+
 fn spawn(imp: Imp, sync: &str, role: &str, path: &Path, extra: &[&str], stdin: bool) -> Res<Child> {
     let exe = std::env::current_exe()?;
     Ok(Command::new(exe)
@@ -388,7 +402,7 @@ fn parent(scenario: &str, quick: bool, syncs: &[&str]) -> Res<()> {
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
     println!(
-        "| scenario | metric | synchronous | Latchkey | matrix-rust-sdk 0.19.1 (same run) | ratio matrix / Latchkey | Latchkey target |"
+        "| scenario | metric | synchronous | Latchkey | matrix-rust-sdk 0.19.1 (same run) | ratio matrix / Latchkey | Latchkey goal |"
     );
     println!("|---|---|---|---:|---:|---:|---|");
     for &sync in syncs {
@@ -421,7 +435,13 @@ fn parent(scenario: &str, quick: bool, syncs: &[&str]) -> Res<()> {
                 let ratio = if ratio.is_finite() { format!("{ratio:.1}×") } else { "—".into() };
                 println!(
                     "| {} | {} | {} | {} | {} | {} | {} |",
-                    a.scenario, a.metric, sync, a.text, b.text, ratio, a.target
+                    a.scenario,
+                    a.metric,
+                    sync,
+                    a.text,
+                    b.text,
+                    ratio,
+                    verdict(a)
                 );
             }
         }
