@@ -167,8 +167,10 @@ grants revoked at the end of the run. "Sessions alive" counts processes still si
 the second expiry. "Every process holds the new token": from the first `refresh_started` event
 to the last process's first event at the new generation (refreshed or adopted), as the
 harness received them; "slowest caller" is the longest single `access_token()` call of any
-task in the run. The token endpoint median is 20 refresh_token grants sent directly over one
-HTTP connection.
+task in the run (in the per-process rows a task stops at its first `ReauthRequired`, so it is
+not comparable there). The token endpoint median is 20 refresh_token grants sent directly over
+one HTTP connection. `STORM_BENCH_TRACE=1` prints every worker's refresh events and when the
+counters were read, to see which process sent which grant.
 NOTES
     echo '<!-- storm-bench:end -->'
   } > "$tmp/storm"

@@ -159,6 +159,7 @@ async fn storm(op: &TestProvider, n: usize, tasks: usize, ttl: u64, shared: bool
     let settle = issued + Duration::from_secs(ttl) + Duration::from_millis(1500);
     tokio::time::sleep(settle.saturating_duration_since(Instant::now())).await;
     let first = op.counters().await.unwrap();
+    let read_at_ms = issued.elapsed().as_secs_f64() * 1000.0;
     let mut summaries = Vec::new();
     for w in &mut workers {
         summaries.push(w.summary(Duration::from_secs(ttl * 2 + 60)).expect("worker summary"));
@@ -196,6 +197,21 @@ async fn storm(op: &TestProvider, n: usize, tasks: usize, ttl: u64, shared: bool
         .count();
     let max_call_ms = summaries.iter().filter_map(|s| s["max_call_ms"].as_u64()).max().unwrap_or(0);
     let end = op.counters().await.unwrap();
+    // STORM_BENCH_TRACE=1: every worker's refresh events, to see who refreshed when.
+    if std::env::var_os("STORM_BENCH_TRACE").is_some() {
+        for w in &workers {
+            for (t, v) in w.lines() {
+                if v["event"] != "stats" && v["event"] != "summary" {
+                    eprintln!(
+                        "{} +{:.1} ms {v}",
+                        w.holder,
+                        t.saturating_duration_since(issued).as_secs_f64() * 1000.0
+                    );
+                }
+            }
+        }
+        eprintln!("counters read at +{read_at_ms:.0} ms: {first:?}");
+    }
     Run {
         grants_at_expiry: first.refresh_grants,
         reuse: first.reuse_detections,
