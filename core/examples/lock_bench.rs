@@ -286,7 +286,9 @@ fn parent(mode: &str, quick: bool) -> Res<()> {
     }
     // The anchor column is typed in from another day's run; `scripts/bench.sh` (bench/)
     // measures matrix-rust-sdk in the same run, which is what ratios must be taken from.
-    println!("| scenario | metric | Latchkey | matrix-rust-sdk, another day (not this run) | target |");
+    println!(
+        "| scenario | metric | Latchkey | matrix-rust-sdk, another day (not this run) | target |"
+    );
     println!("|---|---|---:|---:|---|");
     for r in &rows {
         println!("| {} | {} | {} | {} | {} |", r.scenario, r.metric, r.value, r.anchor, r.target);
