@@ -2,7 +2,7 @@
 # Benchmarks, written into BENCHMARKS.md between markers (the rest of the file is kept).
 # Figures, not tests: nothing here asserts, and scripts/test.sh never runs it.
 #
-#   scripts/bench.sh                 # every section, full size (about 6 min after the builds)
+#   scripts/bench.sh                 # every section, full size (about 7 min after the builds)
 #   scripts/bench.sh --quick         # smaller counts, for a smoke run
 #   scripts/bench.sh lock            # one section: lock | storm | accounts | token | window | footprint
 #   NO_WRITE=1 scripts/bench.sh      # print only, leave BENCHMARKS.md alone
