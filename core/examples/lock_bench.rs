@@ -5,8 +5,9 @@
 //! cargo run --release -p latchkey --example lock_bench -- [all|handoff|storm|renewal|uncontended|wait] [--quick]
 //! ```
 //!
-//! Prints a markdown table (and the methodology) on stdout; `scripts/bench.sh` puts it in
-//! `BENCHMARKS.md`.
+//! Prints a markdown table on stdout, for quick runs of Latchkey's side alone (e.g. while
+//! tuning polling with `LOCK_BENCH_POLL_US`). `scripts/bench.sh` writes BENCHMARKS.md from
+//! `bench/` instead, which measures matrix-rust-sdk's lock in the same run.
 //!
 //! - handoff: two processes take turns (hold 5 ms, pause 1–3 ms); for every acquisition
 //!   whose waiter was already waiting when the previous holder started releasing, the time
@@ -283,7 +284,11 @@ fn parent(mode: &str, quick: bool) -> Res<()> {
     if matches!(mode, "all" | "uncontended") {
         rows.extend(bench_uncontended(dir.path(), if quick { 300 } else { 3_000 })?);
     }
-    println!("| scenario | metric | Latchkey | matrix-rust-sdk anchor | target |");
+    // The anchor column is typed in from another day's run; `scripts/bench.sh` (bench/)
+    // measures matrix-rust-sdk in the same run, which is what ratios must be taken from.
+    println!(
+        "| scenario | metric | Latchkey | matrix-rust-sdk, another day (not this run) | target |"
+    );
     println!("|---|---|---:|---:|---|");
     for r in &rows {
         println!("| {} | {} | {} | {} | {} |", r.scenario, r.metric, r.value, r.anchor, r.target);

@@ -210,9 +210,20 @@ fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection> {
             return Err(Error::Database { message: format!("cannot enable WAL (mode {mode})") });
         }
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", synchronous())?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// `NORMAL`: no fsync per commit; a power loss may drop the last commits, which the refresh
+/// decision tolerates (docs/adr/0006). With the `bench-knobs` feature only,
+/// `LATCHKEY_BENCH_SYNCHRONOUS=FULL` selects `FULL`, to compare durability settings.
+fn synchronous() -> &'static str {
+    #[cfg(feature = "bench-knobs")]
+    if std::env::var("LATCHKEY_BENCH_SYNCHRONOUS").is_ok_and(|v| v.eq_ignore_ascii_case("full")) {
+        return "FULL";
+    }
+    "NORMAL"
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
