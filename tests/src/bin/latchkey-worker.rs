@@ -293,11 +293,32 @@ async fn main() {
     stats.abort();
     // Settle on the committed generation once every worker's callers have stopped, so the
     // summary says whether this process converged (a fresh token is otherwise served from
-    // memory, I6, without looking).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    if let Err(e) = client.sync().await {
-        emit(json!({"event": "error", "pid": std::process::id(), "t_ms": now_ms(),
-                    "kind": "final_sync", "retryable": e.is_retryable(), "message": e.to_string()}));
+    // memory, I6, without looking): sync until the generation stayed the same for ~1 s (a
+    // refresh another process started just before its deadline may still commit). Bounded.
+    let mut last = None;
+    let mut stable = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let generation = match client.sync().await {
+            Ok(s) => s.map(|s| s.generation),
+            Err(e) => {
+                emit(json!({"event": "error", "pid": std::process::id(), "t_ms": now_ms(),
+                            "kind": "final_sync", "retryable": e.is_retryable(), "message": e.to_string()}));
+                if !e.is_retryable() {
+                    break;
+                }
+                None
+            }
+        };
+        if generation.is_some() && generation == last {
+            stable += 1;
+            if stable >= 3 {
+                break;
+            }
+        } else {
+            stable = 0;
+            last = generation;
+        }
     }
     let gens = generations_seen.lock().unwrap().clone();
     let monotonic = gens.windows(2).all(|w| w[0] < w[1]);
