@@ -133,6 +133,10 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
+    // The rename is durable only once the directory is: a power loss must not bring back
+    // the previous session after `save` returned (the refresh path relies on it, ADR 0006).
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 

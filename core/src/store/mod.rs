@@ -83,7 +83,11 @@ impl StoreError {
 /// data (App Group keychain access group on iOS; one app-private file on Android).
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Replaces the stored session of `account` with `blob`.
+    /// Replaces the stored session of `account` with `blob`. When it returns `Ok`, the
+    /// session must be durable: it survives a crash or a power loss (keychain and keystore
+    /// writes are). Latchkey makes a refresh's new tokens durable here before anything
+    /// else, and treats the store as the home of the tokens when the coordination database
+    /// lost its last commits (see `docs/adr/0006-synchronous-normal.md`).
     async fn save(&self, account: &str, blob: &SessionBlob) -> Result<(), StoreError>;
     /// Returns the stored session of `account`, or None when there is none.
     async fn load(&self, account: &str) -> Result<Option<SessionBlob>, StoreError>;
