@@ -114,6 +114,11 @@ impl Worker {
         self.events("summary").pop().map(|(_, v)| v)
     }
 
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -148,6 +153,23 @@ impl Drop for Worker {
 
 fn signal_quiet(sig: &str, pid: u32) {
     let _ = Command::new("kill").arg(sig).arg(pid.to_string()).status();
+}
+
+/// Releases workers started with `--settle-file path`: waits (bounded by `timeout`) until
+/// each has stopped its callers (`callers_done`) or exited, then creates `path`, so that no
+/// process is still inside a refresh while the others settle on the committed generation.
+/// Returns whether every worker got there in time.
+pub fn release_settle(workers: &mut [Worker], path: &Path, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    let all = loop {
+        let done = workers.iter_mut().all(|w| w.exited() || !w.events("callers_done").is_empty());
+        if done || Instant::now() >= end {
+            break done;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::fs::write(path, b"settle").unwrap();
+    all
 }
 
 /// Writes `registration.json` into `dir` for the workers.

@@ -23,7 +23,7 @@ use latchkey::lock::{Coordinator, CoordinatorConfig, SessionState};
 use latchkey::{RefreshOutcome, SystemClock};
 use latchkey_e2e::flow::{register, sign_in, test_config};
 use latchkey_e2e::op::{ProviderOptions, TestProvider};
-use latchkey_e2e::workers::{write_registration, Worker, WorkerSpec};
+use latchkey_e2e::workers::{release_settle, write_registration, Worker, WorkerSpec};
 use serde_json::Value;
 
 /// Access-token lifetime in the matrix: the refresher (margin 1 s) refreshes at 3 s, the
@@ -112,6 +112,10 @@ async fn run_cell(
     if let Some(ms) = reuse_interval_ms {
         args.extend(["--reuse-interval-ms".to_string(), ms.to_string()]);
     }
+    // Every live worker settles only once all of them have stopped their callers: a refresh
+    // one of them commits at the end of the run is then seen by all.
+    let settle = dir.path().join("settle");
+    args.extend(["--settle-file".to_string(), settle.display().to_string()]);
     let spec = WorkerSpec {
         bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
         issuer: op.issuer().to_string(),
@@ -144,6 +148,7 @@ async fn run_cell(
         tokio::time::sleep(Duration::from_millis(STOP_MS)).await;
         workers[victim].cont();
     }
+    release_settle(&mut workers, &settle, Duration::from_millis(RUN_MS + 20_000));
     let mut summaries: Vec<Option<Value>> = Vec::new();
     for w in &mut workers {
         summaries.push(w.summary(Duration::from_millis(RUN_MS + 20_000)));

@@ -6,8 +6,12 @@
 //! latchkey-worker --issuer URL --state-dir DIR --holder NAME [--tasks 8] [--duration-ms 30000]
 //!                 [--interval-ms 50] [--fail-saves N] [--lease-ms 3000] [--margin-ms N]
 //!                 [--reuse-interval-ms N] [--in-doubt-ms N] [--answered-limit-ms N]
-//!                 [--sign-in USER] [--logout-after-ms N]
+//!                 [--sign-in USER] [--logout-after-ms N] [--settle-file PATH]
 //! ```
+//!
+//! `--settle-file PATH`: once its callers have stopped, the worker prints `callers_done` and
+//! waits (bounded, 30 s) for PATH to exist before it settles on the committed generation, so
+//! a harness can hold every worker until no process is still inside a refresh.
 //!
 //! `--sign-in USER` signs in with the headless browser instead of restoring the stored
 //! session (a failure prints `sign_in_failed` and exits 3); without it, an empty store prints
@@ -49,6 +53,7 @@ struct Args {
     answered_limit: Option<Duration>,
     sign_in: Option<String>,
     logout_after: Option<Duration>,
+    settle_file: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         answered_limit: None,
         sign_in: None,
         logout_after: None,
+        settle_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -87,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
             "--answered-limit-ms" => a.answered_limit = Some(Duration::from_millis(num(val()?)?)),
             "--sign-in" => a.sign_in = Some(val()?),
             "--logout-after-ms" => a.logout_after = Some(Duration::from_millis(num(val()?)?)),
+            "--settle-file" => a.settle_file = Some(val()?.into()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -291,6 +298,16 @@ async fn main() {
         let _ = h.await;
     }
     stats.abort();
+    emit(json!({"event": "callers_done", "pid": std::process::id(), "t_ms": now_ms()}));
+    if let Some(path) = &args.settle_file {
+        // Bounded: 30 s, then settle anyway.
+        for _ in 0..600 {
+            if path.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     // Settle on the committed generation once every worker's callers have stopped, so the
     // summary says whether this process converged (a fresh token is otherwise served from
     // memory, I6, without looking): sync until the generation stayed the same for ~1 s (a
