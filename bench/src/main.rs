@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use latchkey::lock::{Coordinator, CoordinatorConfig, Lease};
+use latchkey::internals::{Coordinator, Lease};
+use latchkey::CoordinatorConfig;
 use latchkey::{Error, SystemClock};
 use matrix::SqliteLeases;
 use matrix_sdk_common::cross_process_lock::{

@@ -152,7 +152,7 @@ impl LatchkeyClient {
     /// why `restoreSession` found nothing.
     pub async fn recorded_end(&self) -> Result<Option<LifecycleState>> {
         Ok(self.inner.recorded_end().await?.map(|s| match s {
-            latchkey::lock::SessionState::LoggedOut => LifecycleState::LoggedOut,
+            latchkey::SessionState::LoggedOut => LifecycleState::LoggedOut,
             _ => LifecycleState::ReauthRequired,
         }))
     }

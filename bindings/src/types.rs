@@ -59,12 +59,12 @@ pub enum TrustRoots {
     },
 }
 
-impl From<TrustRoots> for latchkey::http::TrustRoots {
+impl From<TrustRoots> for latchkey::TrustRoots {
     fn from(t: TrustRoots) -> Self {
         match t {
-            TrustRoots::Platform => latchkey::http::TrustRoots::Platform,
-            TrustRoots::Bundled => latchkey::http::TrustRoots::Bundled,
-            TrustRoots::Custom { certificates } => latchkey::http::TrustRoots::Custom(certificates),
+            TrustRoots::Platform => latchkey::TrustRoots::Platform,
+            TrustRoots::Bundled => latchkey::TrustRoots::Bundled,
+            TrustRoots::Custom { certificates } => latchkey::TrustRoots::Custom(certificates),
         }
     }
 }
@@ -169,9 +169,9 @@ pub struct RegistrationOptions {
     pub scope: Option<String>,
 }
 
-impl From<RegistrationOptions> for latchkey::RegistrationRequest {
+impl From<RegistrationOptions> for latchkey::RegistrationOptions {
     fn from(o: RegistrationOptions) -> Self {
-        latchkey::RegistrationRequest {
+        latchkey::RegistrationOptions {
             redirect_uris: o.redirect_uris,
             post_logout_redirect_uris: o.post_logout_redirect_uris,
             client_name: o.client_name,
@@ -295,11 +295,11 @@ pub struct LoginOptions {
     pub extra_params: HashMap<String, String>,
 }
 
-impl From<LoginOptions> for latchkey::AuthorizationOptions {
+impl From<LoginOptions> for latchkey::LoginOptions {
     fn from(o: LoginOptions) -> Self {
         let mut extra_params: Vec<(String, String)> = o.extra_params.into_iter().collect();
         extra_params.sort();
-        latchkey::AuthorizationOptions {
+        latchkey::LoginOptions {
             redirect_uri: o.redirect_uri,
             scopes: o.scopes,
             prompt: o.prompt,
@@ -336,9 +336,9 @@ pub struct LogoutOptions {
     pub ui_locales: Option<String>,
 }
 
-impl From<LogoutOptions> for latchkey::EndSessionOptions {
+impl From<LogoutOptions> for latchkey::LogoutOptions {
     fn from(o: LogoutOptions) -> Self {
-        latchkey::EndSessionOptions {
+        latchkey::LogoutOptions {
             post_logout_redirect_uri: o.post_logout_redirect_uri,
             state: o.state,
             ui_locales: o.ui_locales,
@@ -365,10 +365,7 @@ impl std::fmt::Debug for LogoutOutcome {
         f.debug_struct("LogoutOutcome")
             .field(
                 "end_session_url",
-                &self
-                    .end_session_url
-                    .as_deref()
-                    .map(latchkey::oidc::end_session::without_id_token_hint),
+                &self.end_session_url.as_deref().map(latchkey::without_id_token_hint),
             )
             .field("refresh_token_revoked", &self.refresh_token_revoked)
             .field("access_token_revoked", &self.access_token_revoked)

@@ -2,7 +2,7 @@
 //! itself for each child role).
 //!
 //! ```text
-//! cargo run --release -p latchkey --example lock_bench -- [all|handoff|storm|renewal|uncontended|wait] [--quick]
+//! cargo run --release -p latchkey --features internals --example lock_bench -- [all|handoff|storm|renewal|uncontended|wait] [--quick]
 //! ```
 //!
 //! Prints a markdown table on stdout, for quick runs of Latchkey's side alone (e.g. while
@@ -32,7 +32,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use latchkey::lock::{Coordinator, CoordinatorConfig};
+use latchkey::internals::Coordinator;
+use latchkey::CoordinatorConfig;
 use latchkey::{Error, SystemClock};
 use rand::Rng as _;
 

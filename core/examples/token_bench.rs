@@ -32,7 +32,12 @@ async fn run() -> Res<()> {
         access_token: Secret::new("access-token-for-the-benchmark"),
         refresh_token: Some(Secret::new("refresh-token-for-the-benchmark")),
         id_token: None,
-        expires_at_ms: Some(latchkey::clock::unix_millis(std::time::SystemTime::now()) + 3_600_000),
+        expires_at_ms: Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+                + 3_600_000,
+        ),
         issued_at_ms: None,
         scopes: vec!["openid".into()],
         nonce: None,

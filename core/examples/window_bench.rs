@@ -96,7 +96,12 @@ async fn run(n: usize) -> Res<()> {
         access_token: Secret::new("bench-access-0"),
         refresh_token: Some(Secret::new("bench-refresh-0")),
         id_token: None,
-        expires_at_ms: Some(latchkey::clock::unix_millis(std::time::SystemTime::now()) + 3_600_000),
+        expires_at_ms: Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+                + 3_600_000,
+        ),
         issued_at_ms: None,
         scopes: vec![],
         nonce: None,

@@ -12,7 +12,8 @@ use rusqlite::types::Value;
 
 use crate::http::{HttpClient, HttpConfig, HttpResponse};
 use crate::oidc::jwks::Jwks;
-use crate::oidc::{callback, id_token, logout_token, response, ProviderMetadata, TokenResponse};
+use crate::oidc::token::TokenResponse;
+use crate::oidc::{callback, id_token, logout_token, response, ProviderMetadata};
 use crate::store::SessionBlob;
 use crate::Session;
 

@@ -8,40 +8,49 @@
 //! See `ARCHITECTURE.md` for the map of the crate and `docs/adr/` for the decisions.
 #![forbid(unsafe_code)]
 
-pub mod client;
-pub mod clock;
-pub mod error;
-pub mod faults;
+// The modules are private: the API is what this file re-exports, listed in
+// `core/public-api.txt` and checked for drift by `scripts/public-api.sh`.
+mod client;
+mod clock;
+mod error;
+mod faults;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http;
-pub mod lock;
-pub mod oidc;
-pub mod secret;
-pub mod session;
-pub mod store;
+mod http;
+mod lock;
+mod oidc;
+mod secret;
+mod session;
+mod store;
 
 pub use client::{Client, ClientConfig, LogoutOutcome};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
+pub use http::{HttpClient, HttpConfig, TrustRoots};
+pub use lock::{CoordinatorConfig, SessionState};
+pub use oidc::end_session::without_id_token_hint;
 pub use oidc::{
-    AuthorizationOptions, AuthorizationStart, ClientRegistration, EndSessionOptions,
-    ProviderMetadata, RegistrationRequest,
-};
-/// The names the Swift and Kotlin APIs use for the same options (one vocabulary across the
-/// three languages): [`LoginOptions`] is [`AuthorizationOptions`], [`LogoutOptions`] is
-/// [`EndSessionOptions`], [`RegistrationOptions`] is [`RegistrationRequest`].
-pub use oidc::{
-    AuthorizationOptions as LoginOptions, EndSessionOptions as LogoutOptions,
-    RegistrationRequest as RegistrationOptions,
+    AuthTimeProblem, AuthorizationStart, ClientRegistration, LoginOptions, LogoutOptions,
+    MetadataSource, ProviderMetadata, RegistrationOptions, RevocationGap,
 };
 pub use secret::Secret;
 pub use session::{
     LifecycleEvent, LifecycleState, ObserverHandle, RefreshOutcome, RetryPolicy, Session,
     SessionEvent, SessionObserver,
 };
-pub use store::{FileSessionStore, SessionBlob, SessionStore, StoreError};
+pub use store::{write_private_file, FileSessionStore, SessionBlob, SessionStore, StoreError};
+
+/// Internals that the project's own tests, benchmarks and examples drive directly (the
+/// cross-process coordinator, its lease and journal, the fault points). Not API: present
+/// only with the `internals` feature, and free to change in any release.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::clock::unix_millis;
+    pub use crate::faults::POINTS;
+    pub use crate::lock::{Coordinator, GenerationRecord, JournalEntry, JournalPhase, Lease};
+}
 
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]

@@ -17,7 +17,7 @@ pub const DEFAULT_MAX_STEPS: usize = 20;
 
 /// How the user answers the provider's pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginOptions {
+pub struct BrowserLogin {
     /// Login name typed on the login page (`alice` or `bob` exist). Default `alice`.
     pub user: String,
     /// Approve (default) or deny the consent page. Denying makes the provider redirect to the
@@ -32,9 +32,9 @@ pub struct LoginOptions {
     pub max_steps: usize,
 }
 
-impl Default for LoginOptions {
+impl Default for BrowserLogin {
     fn default() -> Self {
-        LoginOptions {
+        BrowserLogin {
             user: "alice".to_string(),
             approve: true,
             redirect_prefix: String::new(),
@@ -43,7 +43,7 @@ impl Default for LoginOptions {
     }
 }
 
-impl LoginOptions {
+impl BrowserLogin {
     /// Log in as `user`.
     pub fn user(mut self, user: impl Into<String>) -> Self {
         self.user = user.into();
@@ -226,7 +226,7 @@ impl Browser {
     pub async fn login(
         &self,
         authorization_url: &str,
-        opts: &LoginOptions,
+        opts: &BrowserLogin,
     ) -> Result<String, HarnessError> {
         let start = parse_loopback(authorization_url)?;
         let provider_origin = start.origin();
@@ -381,7 +381,7 @@ impl Browser {
 }
 
 /// Logs in with a fresh browser (empty cookie jar); see [`Browser::login`].
-pub async fn login(authorization_url: &str, opts: &LoginOptions) -> Result<String, HarnessError> {
+pub async fn login(authorization_url: &str, opts: &BrowserLogin) -> Result<String, HarnessError> {
     Browser::new()?.login(authorization_url, opts).await
 }
 

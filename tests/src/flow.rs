@@ -5,13 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey::lock::CoordinatorConfig;
+use latchkey::CoordinatorConfig;
 use latchkey::{
-    AuthorizationOptions, Client, ClientConfig, ClientRegistration, FileSessionStore,
-    RegistrationRequest, Session, SessionStore,
+    Client, ClientConfig, ClientRegistration, FileSessionStore, LoginOptions, RegistrationOptions,
+    Session, SessionStore,
 };
 
-use crate::browser::{self, LoginOptions};
+use crate::browser::{self, BrowserLogin};
 
 /// The redirect URI the tests register (a custom scheme: the headless browser stops there).
 pub const REDIRECT_URI: &str = "dev.latchkey.test:/callback";
@@ -40,7 +40,7 @@ pub fn file_client(config: ClientConfig, state_dir: &Path) -> latchkey::Result<C
 /// signing algorithm (`RS256` when None).
 pub async fn register(client: &Client, alg: Option<&str>) -> latchkey::Result<ClientRegistration> {
     client
-        .register(RegistrationRequest {
+        .register(RegistrationOptions {
             redirect_uris: vec![REDIRECT_URI.to_string()],
             post_logout_redirect_uris: vec!["dev.latchkey.test:/logged-out".to_string()],
             client_name: Some("Latchkey e2e".into()),
@@ -51,9 +51,9 @@ pub async fn register(client: &Client, alg: Option<&str>) -> latchkey::Result<Cl
 }
 
 /// Starts a login and plays the user's browser; returns the redirect URL the app receives.
-pub async fn authorize(client: &Client, opts: &LoginOptions) -> String {
+pub async fn authorize(client: &Client, opts: &BrowserLogin) -> String {
     let start = client
-        .start_login(AuthorizationOptions {
+        .start_login(LoginOptions {
             scopes: vec!["openid profile email".into()],
             ..Default::default()
         })
@@ -65,6 +65,6 @@ pub async fn authorize(client: &Client, opts: &LoginOptions) -> String {
 
 /// Signs `user` in: start, headless browser, finish.
 pub async fn sign_in(client: &Client, user: &str) -> latchkey::Result<Session> {
-    let redirect = authorize(client, &LoginOptions::default().user(user)).await;
+    let redirect = authorize(client, &BrowserLogin::default().user(user)).await;
     client.finish_login(&redirect).await
 }

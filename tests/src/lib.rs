@@ -23,7 +23,7 @@ pub mod op;
 pub mod provider;
 pub mod workers;
 
-pub use browser::{deliver, login, Browser, Delivery, LoginOptions};
+pub use browser::{deliver, login, Browser, BrowserLogin, Delivery};
 pub use error::HarnessError;
 pub use op::{Counters, Fault, FaultEndpoint, FaultKind, FaultWhen, ProviderOptions, TestProvider};
 pub use provider::{Provider, ProviderKind};

@@ -6,10 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use latchkey::{
-    AuthorizationOptions, Client, ClientRegistration, EndSessionOptions, Error, LifecycleState,
-};
-use latchkey_e2e::browser::{Browser, LoginOptions};
+use latchkey::{Client, ClientRegistration, Error, LifecycleState, LoginOptions, LogoutOptions};
+use latchkey_e2e::browser::{Browser, BrowserLogin};
 use latchkey_e2e::flow::{self, file_client, test_config};
 use latchkey_e2e::op::{ProviderOptions, TestProvider};
 
@@ -38,7 +36,7 @@ async fn register(
     // auth_time in every ID token: the sign-in time logout tokens are compared with.
     extra.insert("require_auth_time".into(), serde_json::json!(true));
     let reg = client
-        .register(latchkey::RegistrationRequest {
+        .register(latchkey::RegistrationOptions {
             redirect_uris: vec![flow::REDIRECT_URI.into()],
             post_logout_redirect_uris: vec!["dev.latchkey.test:/logged-out".into()],
             extra,
@@ -50,9 +48,9 @@ async fn register(
 }
 
 async fn sign_in(client: &Client, browser: &Browser) {
-    let start = client.start_login(AuthorizationOptions::default()).await.unwrap();
+    let start = client.start_login(LoginOptions::default()).await.unwrap();
     let redirect = browser
-        .login(&start.url, &LoginOptions::default().redirect_prefix(flow::REDIRECT_URI))
+        .login(&start.url, &BrowserLogin::default().redirect_prefix(flow::REDIRECT_URI))
         .await
         .unwrap();
     client.finish_login(&redirect).await.unwrap();
@@ -65,7 +63,7 @@ async fn provider_logout(
     delivered: tokio::sync::oneshot::Receiver<String>,
 ) -> String {
     let url = client
-        .end_session_url(EndSessionOptions {
+        .end_session_url(LogoutOptions {
             post_logout_redirect_uri: Some("dev.latchkey.test:/logged-out".into()),
             ..Default::default()
         })
@@ -99,7 +97,7 @@ async fn a_process_without_a_session_in_memory_ends_the_committed_session() {
     // Ended for every process: the store is cleared and the app learns it.
     assert!(!dir.path().join("session.json").exists());
     assert!(matches!(app.sync().await, Err(Error::LoggedOut)), "{:?}", app.session());
-    assert_eq!(app.recorded_end().await.unwrap(), Some(latchkey::lock::SessionState::LoggedOut));
+    assert_eq!(app.recorded_end().await.unwrap(), Some(latchkey::SessionState::LoggedOut));
 }
 
 #[tokio::test]

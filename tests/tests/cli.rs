@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use latchkey_e2e::browser::LoginOptions;
+use latchkey_e2e::browser::BrowserLogin;
 use latchkey_e2e::op::{Fault, FaultWhen, ProviderOptions, TestProvider};
 use serde_json::Value;
 
@@ -151,13 +151,13 @@ impl Env {
 
     /// `login --json`, with the headless browser answering as `opts` says. Returns the
     /// authorization URL line and the finished run.
-    async fn login(&self, opts: LoginOptions, extra: &[&str]) -> (Value, Run) {
+    async fn login(&self, opts: BrowserLogin, extra: &[&str]) -> (Value, Run) {
         self.login_as(true, opts, extra).await
     }
 
     /// Like [`Env::login`]; without `json` the first line is the bare URL (returned as a
     /// JSON string).
-    async fn login_as(&self, json: bool, opts: LoginOptions, extra: &[&str]) -> (Value, Run) {
+    async fn login_as(&self, json: bool, opts: BrowserLogin, extra: &[&str]) -> (Value, Run) {
         let mut args = if json { vec!["--json"] } else { vec![] };
         args.extend_from_slice(&["login", "--timeout", "30"]);
         args.extend_from_slice(extra);
@@ -194,7 +194,7 @@ impl Env {
     async fn signed_in(issuer: &str) -> Env {
         let env = Env::new(issuer);
         env.register();
-        let (_, run) = env.login(LoginOptions::default(), &[]).await;
+        let (_, run) = env.login(BrowserLogin::default(), &[]).await;
         run.expect(0);
         env
     }
@@ -509,7 +509,7 @@ async fn every_command_end_to_end_without_leaking_tokens() {
     let client_id = v["client_id"].as_str().unwrap().to_string();
 
     // login: first line is the authorization URL, then the summary.
-    let (url_line, login) = env.login(LoginOptions::default(), &["--scope", "profile"]).await;
+    let (url_line, login) = env.login(BrowserLogin::default(), &["--scope", "profile"]).await;
     login.expect(0);
     let url = url_line["authorization_url"].as_str().unwrap();
     assert!(url.starts_with(&format!("{}/auth?", op.issuer())), "{url}");
@@ -691,13 +691,13 @@ async fn denied_consent_gives_a_clear_message_and_exit_4() {
     let op = provider(60).await;
     let env = Env::new(op.issuer());
     env.register();
-    let (url, run) = env.login_as(false, LoginOptions::default().deny(), &[]).await;
+    let (url, run) = env.login_as(false, BrowserLogin::default().deny(), &[]).await;
     assert!(url.as_str().unwrap().starts_with(op.issuer()), "first line is the URL: {url}");
     run.one_line_error(4, "sign-in was refused at the provider: access_denied");
     assert!(run.stdout.is_empty(), "{run:?}");
     env.run(&["token"]).one_line_error(2, "no session");
 
-    let (_, run) = env.login(LoginOptions::default().deny(), &[]).await;
+    let (_, run) = env.login(BrowserLogin::default().deny(), &[]).await;
     let e = run.expect(4).error();
     assert_eq!(e["kind"], "authorization");
     assert!(e["message"].as_str().unwrap().contains("access_denied"), "{e}");
@@ -708,7 +708,7 @@ async fn login_registers_by_itself_and_times_out_with_exit_3() {
     let op = provider(60).await;
     let env = Env::new(op.issuer());
     // No registration yet: login registers the loopback redirect URI itself.
-    let (_, run) = env.login(LoginOptions::default(), &["--issuer", op.issuer()]).await;
+    let (_, run) = env.login(BrowserLogin::default(), &["--issuer", op.issuer()]).await;
     run.expect(0);
     assert_eq!(run.json()["subject"], "alice");
     let reg: Value =
@@ -817,7 +817,7 @@ async fn dot_discover_register_login_and_logout_with_the_hint_handed_to_the_brow
         "dev@app.example",
     ]);
     reg.expect(0);
-    let (_, login) = env.login(LoginOptions::default(), &[]).await;
+    let (_, login) = env.login(BrowserLogin::default(), &[]).await;
     login.expect(0);
     let secrets = env.secrets();
     let session: Value =
@@ -888,7 +888,7 @@ async fn resource_option_binds_every_access_token() {
     env.register();
     let (url, run) = env
         .login(
-            LoginOptions::default(),
+            BrowserLogin::default(),
             &["--resource", resource, "--scope", "offline_access", "--scope", "api:read"],
         )
         .await;
@@ -915,7 +915,7 @@ async fn login_max_age_is_sent_and_checked() {
     let op = provider(60).await;
     let env = Env::new(op.issuer());
     env.register();
-    let (url, run) = env.login(LoginOptions::default(), &["--max-age", "60"]).await;
+    let (url, run) = env.login(BrowserLogin::default(), &["--max-age", "60"]).await;
     run.expect(0);
     let url = url::Url::parse(url["authorization_url"].as_str().unwrap()).unwrap();
     assert!(url.query_pairs().any(|(k, v)| k == "max_age" && v == "60"), "{url}");

@@ -19,7 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use latchkey::lock::{Coordinator, CoordinatorConfig, SessionState};
+use latchkey::internals::Coordinator;
+use latchkey::{CoordinatorConfig, SessionState};
 use latchkey::{RefreshOutcome, SystemClock};
 use latchkey_e2e::flow::{register, sign_in, test_config};
 use latchkey_e2e::op::{ProviderOptions, TestProvider};
@@ -33,10 +34,10 @@ const LEASE_MS: u64 = 1500;
 /// How long a suspended process stays stopped: past its lease.
 const STOP_MS: u64 = LEASE_MS + 300;
 const RUN_MS: u64 = 9000;
-/// The fault points of the refresh and adoption paths (`latchkey::faults::POINTS`): run in
+/// The fault points of the refresh and adoption paths (`latchkey::internals::POINTS`): run in
 /// the refresher (the first to refresh); `adopt::*` in an adopter.
 fn points() -> Vec<&'static str> {
-    latchkey::faults::POINTS
+    latchkey::internals::POINTS
         .iter()
         .copied()
         .filter(|p| p.starts_with("refresh::") || p.starts_with("adopt::"))
@@ -65,6 +66,13 @@ impl CellResult {
     fn in_window(&self) -> bool {
         self.action == "abort"
             && matches!(self.point, "refresh::response_read" | "refresh::after_answered")
+    }
+
+    /// Whether the cell breaks what the matrix asserts: with a reuse interval, everything
+    /// everywhere; without, outside the window.
+    fn fails(&self, reuse_interval: bool) -> bool {
+        let broken = self.reuse != 0 || self.lost != 0 || self.converged != self.alive;
+        !self.hit || (broken && (reuse_interval || !self.in_window()))
     }
 }
 
@@ -202,7 +210,7 @@ async fn run_cell(
         }
         Some(worst.as_millis() as u64)
     });
-    CellResult {
+    let result = CellResult {
         point,
         action,
         hit: fault_at.is_some(),
@@ -213,7 +221,21 @@ async fn run_cell(
         alive: alive.len(),
         converged,
         converge_ms,
+    };
+    if result.fails(reuse_interval_ms.is_some())
+        && std::env::var_os("LATCHKEY_MATRIX_ONLY").is_none()
+    {
+        // What every process printed, so that a failing cell explains itself.
+        println!("\ncell {point}:{action} failed: {result:?}; committed {rec:?}");
+        for w in &workers {
+            for (t, v) in w.lines() {
+                if v["event"] != "stats" {
+                    println!("{} +{:?} {v}", w.holder, t.duration_since(started));
+                }
+            }
+        }
     }
+    result
 }
 
 async fn run_matrix(reuse_interval_secs: Option<u64>) -> Vec<CellResult> {

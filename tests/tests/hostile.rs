@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use latchkey::{AuthorizationOptions, Client, ClientRegistration, Error, Session};
+use latchkey::{Client, ClientRegistration, Error, LoginOptions, Session};
 use latchkey_e2e::flow::{file_client, test_config, REDIRECT_URI};
 use latchkey_e2e::hostile::{HostileProvider, Reply};
 use latchkey_e2e::jwt::{self, TestKey};
@@ -121,10 +121,7 @@ impl Bed {
     async fn start(&self) -> (String, String) {
         let start = self
             .client
-            .start_login(AuthorizationOptions {
-                scopes: vec!["openid".into()],
-                ..Default::default()
-            })
+            .start_login(LoginOptions { scopes: vec!["openid".into()], ..Default::default() })
             .await
             .unwrap();
         let url = url::Url::parse(&start.url).unwrap();
@@ -331,10 +328,7 @@ async fn jwks_with_a_duplicate_kid_is_refused() {
     let other = new_client(&bed.hp, bed.dir.path());
     let (nonce, state) = {
         let start = other
-            .start_login(AuthorizationOptions {
-                scopes: vec!["openid".into()],
-                ..Default::default()
-            })
+            .start_login(LoginOptions { scopes: vec!["openid".into()], ..Default::default() })
             .await
             .unwrap();
         let url = url::Url::parse(&start.url).unwrap();
@@ -478,7 +472,7 @@ async fn an_absurd_date_header_is_ignored_not_fatal() {
     let signed_in = client.restore_session().await.unwrap().unwrap();
     let snapshot = session_files(bed.dir.path());
     let start = client
-        .start_login(AuthorizationOptions { scopes: vec!["openid".into()], ..Default::default() })
+        .start_login(LoginOptions { scopes: vec!["openid".into()], ..Default::default() })
         .await
         .unwrap();
     let url = url::Url::parse(&start.url).unwrap();
@@ -539,10 +533,7 @@ async fn a_refresh_naming_another_subject_ends_the_session_everywhere() {
     assert!(!bed.dir.path().join("session.json").exists());
     let other = new_client(&bed.hp, bed.dir.path());
     assert!(other.restore_session().await.unwrap().is_none());
-    assert_eq!(
-        other.recorded_end().await.unwrap(),
-        Some(latchkey::lock::SessionState::ReauthRequired)
-    );
+    assert_eq!(other.recorded_end().await.unwrap(), Some(latchkey::SessionState::ReauthRequired));
     println!("refresh with another sub: {r:?}");
 }
 
@@ -696,7 +687,7 @@ async fn hostile_metadata_is_refused() {
             Err(e) if ok(e) => println!("{case}: {e:?}"),
             other => panic!("{case}: unexpected {other:?}"),
         }
-        let start = client.start_login(AuthorizationOptions::default()).await;
+        let start = client.start_login(LoginOptions::default()).await;
         assert!(start.is_err(), "{case}: a login started");
         bed.assert_untouched(case);
     }

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use latchkey::{
-    EndSessionOptions, Error, LifecycleEvent, LifecycleState, RefreshOutcome, SessionEvent,
+    Error, LifecycleEvent, LifecycleState, LogoutOptions, RefreshOutcome, SessionEvent,
     SessionObserver,
 };
-use latchkey_e2e::browser::LoginOptions;
+use latchkey_e2e::browser::BrowserLogin;
 use latchkey_e2e::flow::{self, file_client, register, sign_in, test_config};
 use latchkey_e2e::op::{Fault, FaultWhen, ProviderOptions, TestProvider};
 use latchkey_e2e::provider::raw_refresh;
@@ -110,7 +110,7 @@ async fn full_lifecycle(kind: ProviderKind) {
     assert_eq!(restored.access_token, s2.access_token);
 
     let out = client
-        .logout(EndSessionOptions {
+        .logout(LogoutOptions {
             post_logout_redirect_uri: Some("dev.latchkey.test:/logged-out".into()),
             state: Some("bye".into()),
             ui_locales: None,
@@ -136,7 +136,7 @@ async fn full_lifecycle(kind: ProviderKind) {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("invalid_grant"), "{body}");
 
-    assert_eq!(client.recorded_end().await.unwrap(), Some(latchkey::lock::SessionState::LoggedOut));
+    assert_eq!(client.recorded_end().await.unwrap(), Some(latchkey::SessionState::LoggedOut));
     // The other process learns about the logout at its next coordinated call.
     assert!(matches!(other.sync().await, Err(Error::LoggedOut)));
     assert!(matches!(other.refresh().await, Err(Error::LoggedOut)));
@@ -175,7 +175,7 @@ async fn unknown_state_is_rejected_and_pending_kept(kind: ProviderKind) {
     let dir = tempfile::tempdir().unwrap();
     let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
     register(&client, None).await.unwrap();
-    let redirect = flow::authorize(&client, &LoginOptions::default()).await;
+    let redirect = flow::authorize(&client, &BrowserLogin::default()).await;
     let mut forged = url::Url::parse(&redirect).unwrap();
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
@@ -210,7 +210,7 @@ async fn iss_mismatch_and_missing_iss_are_rejected(kind: ProviderKind) {
     let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
     register(&client, None).await.unwrap();
 
-    let redirect = flow::authorize(&client, &LoginOptions::default()).await;
+    let redirect = flow::authorize(&client, &BrowserLogin::default()).await;
     assert!(redirect.contains("iss="), "the provider sends iss: {redirect}");
     let evil = replace_param(&redirect, "iss", Some("https://evil.example"));
     match client.finish_login(&evil).await {
@@ -221,7 +221,7 @@ async fn iss_mismatch_and_missing_iss_are_rejected(kind: ProviderKind) {
         other => panic!("expected IssuerMismatch, got {other:?}"),
     }
 
-    let redirect = flow::authorize(&client, &LoginOptions::default()).await;
+    let redirect = flow::authorize(&client, &BrowserLogin::default()).await;
     let missing = replace_param(&redirect, "iss", None);
     assert!(matches!(client.finish_login(&missing).await, Err(Error::MissingIssuer)));
     if let Some(c) = op.counters().await.unwrap() {
@@ -234,7 +234,7 @@ async fn denied_consent_is_a_typed_provider_error(kind: ProviderKind) {
     let dir = tempfile::tempdir().unwrap();
     let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
     register(&client, None).await.unwrap();
-    let redirect = flow::authorize(&client, &LoginOptions::default().deny()).await;
+    let redirect = flow::authorize(&client, &BrowserLogin::default().deny()).await;
     assert!(redirect.contains("error=access_denied"), "{redirect}");
     match (kind, client.finish_login(&redirect).await) {
         (_, Err(Error::Authorization { error, .. })) => assert_eq!(error, "access_denied"),
@@ -325,10 +325,7 @@ async fn invalid_grant_requires_reauthentication() {
     assert_eq!(client.state(), LifecycleState::ReauthRequired);
     assert!(rec.events().contains(&LifecycleEvent::ReauthRequired));
     assert!(!dir.path().join("session.json").exists(), "the dead session is cleared");
-    assert_eq!(
-        client.recorded_end().await.unwrap(),
-        Some(latchkey::lock::SessionState::ReauthRequired)
-    );
+    assert_eq!(client.recorded_end().await.unwrap(), Some(latchkey::SessionState::ReauthRequired));
     // Signing in again starts a new, higher generation.
     let s = sign_in(&client, "alice").await.unwrap();
     assert!(s.generation >= 2);
@@ -463,7 +460,7 @@ async fn two_accounts_share_one_database_independently() {
     );
     alice.refresh().await.unwrap();
     assert_eq!(alice.session().unwrap().generation, 2);
-    alice.logout(EndSessionOptions::default()).await.unwrap();
+    alice.logout(LogoutOptions::default()).await.unwrap();
     // Bob's session is untouched by Alice's refresh and logout.
     assert_eq!(bob.sync().await.unwrap().unwrap().generation, 1);
     assert_eq!(bob.refresh().await.unwrap(), RefreshOutcome::Refreshed { generation: 2 });
@@ -481,7 +478,7 @@ async fn backchannel_logout_token_ends_the_session_everywhere() {
     // The provider then names its session (sid) in ID tokens and logout tokens.
     extra.insert("backchannel_logout_session_required".into(), serde_json::json!(true));
     let reg = client
-        .register(latchkey::RegistrationRequest {
+        .register(latchkey::RegistrationOptions {
             redirect_uris: vec![flow::REDIRECT_URI.into()],
             post_logout_redirect_uris: vec!["dev.latchkey.test:/logged-out".into()],
             extra,
@@ -491,9 +488,9 @@ async fn backchannel_logout_token_ends_the_session_everywhere() {
         .unwrap();
     // One browser for login and end-session: the provider knows its session by cookie.
     let browser = Browser::new().unwrap();
-    let start = client.start_login(latchkey::AuthorizationOptions::default()).await.unwrap();
+    let start = client.start_login(latchkey::LoginOptions::default()).await.unwrap();
     let redirect = browser
-        .login(&start.url, &LoginOptions::default().redirect_prefix(flow::REDIRECT_URI))
+        .login(&start.url, &BrowserLogin::default().redirect_prefix(flow::REDIRECT_URI))
         .await
         .unwrap();
     client.finish_login(&redirect).await.unwrap();
@@ -502,7 +499,7 @@ async fn backchannel_logout_token_ends_the_session_everywhere() {
     other.restore_session().await.unwrap().unwrap();
 
     let url = client
-        .end_session_url(EndSessionOptions {
+        .end_session_url(LogoutOptions {
             post_logout_redirect_uri: Some("dev.latchkey.test:/logged-out".into()),
             ..Default::default()
         })
@@ -576,7 +573,7 @@ async fn discovery_falls_back_to_rfc8414_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
     let meta = client.provider().await.unwrap();
-    assert_eq!(meta.source, latchkey::oidc::MetadataSource::OAuthAuthorizationServer);
+    assert_eq!(meta.source, latchkey::MetadataSource::OAuthAuthorizationServer);
     assert_eq!(meta.issuer, op.issuer());
     assert!(meta.token_endpoint.ends_with("/token"));
     // The whole flow works from that metadata.
@@ -706,7 +703,7 @@ async fn refresh_refused_with_an_empty_or_non_json_4xx_body_requires_reauthentic
         assert!(op.pending_faults().await.unwrap().is_empty(), "one refresh request");
         assert_eq!(
             client.recorded_end().await.unwrap(),
-            Some(latchkey::lock::SessionState::ReauthRequired)
+            Some(latchkey::SessionState::ReauthRequired)
         );
         assert!(client.session().is_none_or(|now| now.generation != s.generation));
     }
@@ -732,10 +729,10 @@ async fn revocation_requiring_client_auth_is_reported_precisely() {
     assert!(!meta.public_revocation_advertised(), "{meta:?}");
     let reg = register(&client, None).await.unwrap();
     let s = sign_in(&client, "alice").await.unwrap();
-    let out = client.logout(EndSessionOptions::default()).await.unwrap();
+    let out = client.logout(LogoutOptions::default()).await.unwrap();
     assert!(!out.refresh_token_revoked, "{out:?}");
     match &out.refresh_token_may_outlive_logout {
-        Some(latchkey::oidc::RevocationGap::ClientAuthenticationRequired { advertised }) => {
+        Some(latchkey::RevocationGap::ClientAuthenticationRequired { advertised }) => {
             assert!(advertised.iter().any(|m| m == "client_secret_basic"), "{advertised:?}")
         }
         other => panic!("expected ClientAuthenticationRequired, got {other:?}"),
@@ -761,7 +758,7 @@ async fn registration_sends_rfc7591_metadata_and_a_refusal_names_the_field() {
     let op = provider(60).await;
     let dir = tempfile::tempdir().unwrap();
     let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
-    let request = latchkey::RegistrationRequest {
+    let request = latchkey::RegistrationOptions {
         redirect_uris: vec![flow::REDIRECT_URI.to_string()],
         client_name: Some("Latchkey e2e".into()),
         client_uri: Some("https://app.example/".into()),
@@ -791,7 +788,7 @@ async fn registration_sends_rfc7591_metadata_and_a_refusal_names_the_field() {
     assert_eq!(stored["application_type"], "native");
 
     let refused =
-        latchkey::RegistrationRequest { policy_uri: Some("not a web address".into()), ..request };
+        latchkey::RegistrationOptions { policy_uri: Some("not a web address".into()), ..request };
     match client.register(refused).await {
         Err(Error::Provider { error, description: Some(d) }) => {
             assert_eq!(error, "invalid_client_metadata");
@@ -825,7 +822,7 @@ async fn resource_indicators_are_sent_on_authorize_exchange_and_every_refresh() 
     let client = file_client(config, dir.path()).unwrap();
     register(&client, None).await.unwrap();
     let start = client
-        .start_login(latchkey::AuthorizationOptions {
+        .start_login(latchkey::LoginOptions {
             scopes: vec!["openid offline_access api:read".into()],
             ..Default::default()
         })
@@ -835,7 +832,7 @@ async fn resource_indicators_are_sent_on_authorize_exchange_and_every_refresh() 
     assert!(url.query_pairs().any(|(k, v)| k == "resource" && v == resource), "{url}");
     let redirect = latchkey_e2e::login(
         &start.url,
-        &LoginOptions::default().redirect_prefix(flow::REDIRECT_URI),
+        &BrowserLogin::default().redirect_prefix(flow::REDIRECT_URI),
     )
     .await
     .unwrap();
@@ -863,7 +860,7 @@ async fn register_requiring_auth_time(client: &latchkey::Client) {
     let mut extra = serde_json::Map::new();
     extra.insert("require_auth_time".into(), serde_json::json!(true));
     client
-        .register(latchkey::RegistrationRequest {
+        .register(latchkey::RegistrationOptions {
             redirect_uris: vec![flow::REDIRECT_URI.to_string()],
             extra,
             ..Default::default()
@@ -875,16 +872,13 @@ async fn register_requiring_auth_time(client: &latchkey::Client) {
 async fn login_in(
     browser: &latchkey_e2e::Browser,
     client: &latchkey::Client,
-    options: latchkey::AuthorizationOptions,
+    options: latchkey::LoginOptions,
 ) -> latchkey::Result<latchkey::Session> {
     let start = client
-        .start_login(latchkey::AuthorizationOptions {
-            scopes: vec!["openid profile".into()],
-            ..options
-        })
+        .start_login(latchkey::LoginOptions { scopes: vec!["openid profile".into()], ..options })
         .await
         .unwrap();
-    let opts = LoginOptions::default().redirect_prefix(flow::REDIRECT_URI);
+    let opts = BrowserLogin::default().redirect_prefix(flow::REDIRECT_URI);
     let redirect = browser.login(&start.url, &opts).await.expect("headless login");
     client.finish_login(&redirect).await
 }
@@ -904,10 +898,8 @@ async fn max_age_is_checked_against_auth_time(kind: ProviderKind) {
     let s1 = login_in(&browser, &client, Default::default()).await.unwrap();
     let first_auth = s1.auth_time.expect("auth_time");
     tokio::time::sleep(Duration::from_millis(3200)).await;
-    let max_age = latchkey::AuthorizationOptions {
-        max_age: Some(Duration::from_secs(1)),
-        ..Default::default()
-    };
+    let max_age =
+        latchkey::LoginOptions { max_age: Some(Duration::from_secs(1)), ..Default::default() };
     match (kind, login_in(&browser, &client, max_age).await) {
         (ProviderKind::Node, Ok(s2)) => {
             assert!(s2.auth_time.unwrap() >= first_auth + 3, "a new login: {s2:?}")
@@ -916,11 +908,7 @@ async fn max_age_is_checked_against_auth_time(kind: ProviderKind) {
             ProviderKind::Dot,
             Err(Error::ReauthenticationNotPerformed {
                 problem:
-                    latchkey::oidc::AuthTimeProblem::OlderThanMaxAge {
-                        auth_time,
-                        max_age_secs,
-                        age_secs,
-                    },
+                    latchkey::AuthTimeProblem::OlderThanMaxAge { auth_time, max_age_secs, age_secs },
             }),
         ) => {
             assert_eq!(auth_time, first_auth);
@@ -946,8 +934,7 @@ async fn prompt_login_is_checked_against_auth_time(kind: ProviderKind) {
     let browser = latchkey_e2e::Browser::new().unwrap();
     let s1 = login_in(&browser, &client, Default::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let again =
-        latchkey::AuthorizationOptions { prompt: Some("login".into()), ..Default::default() };
+    let again = latchkey::LoginOptions { prompt: Some("login".into()), ..Default::default() };
     let s2 = login_in(&browser, &client, again).await.unwrap();
     assert!(s2.auth_time.unwrap() >= s1.auth_time.unwrap() + 2, "{s1:?} {s2:?}");
 }
@@ -973,11 +960,10 @@ async fn ignored_prompt_login_is_reported_typed() {
     let browser = latchkey_e2e::Browser::new().unwrap();
     let s1 = login_in(&browser, &client, Default::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let again =
-        latchkey::AuthorizationOptions { prompt: Some("login".into()), ..Default::default() };
+    let again = latchkey::LoginOptions { prompt: Some("login".into()), ..Default::default() };
     match login_in(&browser, &client, again).await {
         Err(Error::ReauthenticationNotPerformed {
-            problem: latchkey::oidc::AuthTimeProblem::PredatesRequest { auth_time, requested_at },
+            problem: latchkey::AuthTimeProblem::PredatesRequest { auth_time, requested_at },
         }) => {
             assert_eq!(Some(auth_time), s1.auth_time);
             assert!(requested_at >= auth_time + 2, "{requested_at} {auth_time}");

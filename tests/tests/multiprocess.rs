@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use latchkey::lock::{Coordinator, CoordinatorConfig, JournalPhase};
+use latchkey::internals::{Coordinator, JournalPhase};
+use latchkey::CoordinatorConfig;
 use latchkey::{Error, FileSessionStore, SessionBlob, SessionStore, StoreError, SystemClock};
 use latchkey_e2e::flow::{register, sign_in, test_config};
 use latchkey_e2e::op::{Fault, FaultWhen, ProviderOptions, TestProvider};

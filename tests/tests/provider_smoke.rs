@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use latchkey_e2e::{
-    login, Browser, Fault, FaultWhen, HarnessError, LoginOptions, ProviderOptions, TestProvider,
+    login, Browser, BrowserLogin, Fault, FaultWhen, HarnessError, ProviderOptions, TestProvider,
 };
 use rand::RngCore as _;
 use serde_json::{json, Value};
@@ -112,7 +112,7 @@ async fn logged_in(op: &TestProvider, extra: Value) -> Result<Session, Box<dyn s
     let state = random_b64(16);
     let redirect = login(
         &authorization_url(&meta, &client_id, &state, &pkce),
-        &LoginOptions::default().redirect_prefix(REDIRECT_URI),
+        &BrowserLogin::default().redirect_prefix(REDIRECT_URI),
     )
     .await?;
     assert!(redirect.starts_with(REDIRECT_URI), "{redirect}");
@@ -369,7 +369,7 @@ async fn deny_consent_redirects_with_access_denied() -> TestResult {
     let state = random_b64(16);
     let redirect = login(
         &authorization_url(&meta, client_id, &state, &pkce()),
-        &LoginOptions::default().user("bob").deny(),
+        &BrowserLogin::default().user("bob").deny(),
     )
     .await?;
     assert!(redirect.starts_with(REDIRECT_URI), "{redirect}");
@@ -389,7 +389,7 @@ async fn unknown_user_is_rejected() -> TestResult {
     let client_id = client["client_id"].as_str().expect("client_id");
     let err = login(
         &authorization_url(&meta, client_id, "s", &pkce()),
-        &LoginOptions::default().user("mallory"),
+        &BrowserLogin::default().user("mallory"),
     )
     .await
     .expect_err("unknown user");
@@ -412,7 +412,7 @@ async fn end_session_in_the_same_browser_sends_backchannel_logout() -> TestResul
     let browser = Browser::new()?;
     let p = pkce();
     let redirect = browser
-        .login(&authorization_url(&meta, &client_id, "st", &p), &LoginOptions::default())
+        .login(&authorization_url(&meta, &client_id, "st", &p), &BrowserLogin::default())
         .await?;
     let code = query(&redirect).get("code").cloned().expect("code");
     let tokens: Value = http()

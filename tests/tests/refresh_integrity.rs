@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use latchkey::lock::{Coordinator, CoordinatorConfig};
+use latchkey::internals::Coordinator;
+use latchkey::CoordinatorConfig;
 use latchkey::{Client, Error, RefreshOutcome, SystemClock};
 use latchkey_e2e::flow::{file_client, register, sign_in, test_config};
 use latchkey_e2e::op::{ProviderOptions, TestProvider};

@@ -8,8 +8,9 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use latchkey::lock::{Coordinator, CoordinatorConfig};
-use latchkey::{EndSessionOptions, Error, Session, SystemClock};
+use latchkey::internals::Coordinator;
+use latchkey::CoordinatorConfig;
+use latchkey::{Error, LogoutOptions, Session, SystemClock};
 use latchkey_e2e::flow::{file_client, register, sign_in, test_config};
 use latchkey_e2e::op::{ProviderOptions, TestProvider};
 
@@ -133,7 +134,7 @@ async fn a_whole_flow_at_trace_level_leaks_no_token() {
     let db = String::from_utf8_lossy(&db).into_owned();
 
     let outcome = client
-        .logout(EndSessionOptions {
+        .logout(LogoutOptions {
             post_logout_redirect_uri: Some("dev.latchkey.test:/logged-out".into()),
             ..Default::default()
         })

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::faults::{self, Step};
 use crate::lock::{Lease, SessionState};
 use crate::oidc::auth_time;
-use crate::oidc::authorize::{self, AuthorizationOptions, AuthorizationStart};
+use crate::oidc::authorize::{self, AuthorizationStart, LoginOptions};
 use crate::oidc::callback::{self, CallbackParams};
 use crate::oidc::id_token::{self, Expectations, NonceRule};
 use crate::oidc::token::{self, TokenResponse};
@@ -20,7 +20,7 @@ impl Client {
     ///
     /// Fails with [`Error::NotRegistered`] before a registration, [`Error::Config`] for a
     /// redirect URI that is not registered, and with discovery errors.
-    pub async fn start_login(&self, options: AuthorizationOptions) -> Result<AuthorizationStart> {
+    pub async fn start_login(&self, options: LoginOptions) -> Result<AuthorizationStart> {
         let metadata = self.inner.metadata().await?;
         let reg = self.registration().ok_or(Error::NotRegistered)?;
         let redirect_uri = match &options.redirect_uri {

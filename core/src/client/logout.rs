@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::lock::SessionState;
-use crate::oidc::end_session::{self, EndSessionOptions};
+use crate::oidc::end_session::{self, LogoutOptions};
 use crate::oidc::revocation::{self, RevocationGap, TokenKind};
 use crate::oidc::userinfo;
 use crate::oidc::ProviderMetadata;
@@ -73,7 +73,7 @@ impl Client {
     /// Revocation failures do not stop the local logout; they are reported in the outcome.
     /// Fails with [`Error::NoSession`] when there is no session, and with
     /// [`Error::Database`] when the logout cannot be recorded for other processes.
-    pub async fn logout(&self, options: EndSessionOptions) -> Result<LogoutOutcome> {
+    pub async fn logout(&self, options: LogoutOptions) -> Result<LogoutOutcome> {
         let session = self.inner.ensure_session()?;
         let metadata = self.inner.metadata().await;
         let mut outcome = LogoutOutcome {
@@ -147,7 +147,7 @@ impl Client {
     /// The end-session URL for the current session without logging out locally.
     ///
     /// Fails with [`Error::Unsupported`] when the provider has no end_session_endpoint.
-    pub async fn end_session_url(&self, options: EndSessionOptions) -> Result<String> {
+    pub async fn end_session_url(&self, options: LogoutOptions) -> Result<String> {
         let session = self.inner.ensure_session()?;
         let metadata = self.inner.metadata().await?;
         end_session::url(&metadata, &session.client_id, session.id_token.as_ref(), &options)

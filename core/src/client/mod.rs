@@ -26,7 +26,7 @@ use crate::http::{HttpClient, HttpConfig};
 use crate::lock::{Coordinator, CoordinatorConfig};
 use crate::oidc::authorize::PendingRequests;
 use crate::oidc::jwks::Jwks;
-use crate::oidc::{ClientRegistration, Discovery, ProviderMetadata, RegistrationRequest};
+use crate::oidc::{ClientRegistration, Discovery, ProviderMetadata, RegistrationOptions};
 use crate::session::events::{
     ObserverHandle, Observers, RefreshOutcome, SessionEvent, SessionObserver,
 };
@@ -283,7 +283,7 @@ impl Client {
     ///
     /// Fails with [`Error::Unsupported`] without a registration endpoint, or with the
     /// provider's refusal. Persists nothing itself.
-    pub async fn register(&self, request: RegistrationRequest) -> Result<ClientRegistration> {
+    pub async fn register(&self, request: RegistrationOptions) -> Result<ClientRegistration> {
         let metadata = self.inner.metadata().await?;
         let reg =
             crate::oidc::registration::register(&self.inner.http, &metadata, &request).await?;

@@ -16,7 +16,7 @@ use crate::store::SessionBlob;
 
 /// Options of one authorization request.
 #[derive(Debug, Clone, Default)]
-pub struct AuthorizationOptions {
+pub struct LoginOptions {
     /// Redirect URI (must be registered). Defaults to the registration's first one.
     pub redirect_uri: Option<String>,
     /// Scopes; `openid` is always included. Defaults to `openid`.
@@ -93,7 +93,7 @@ pub(crate) fn build(
     metadata: &ProviderMetadata,
     client_id: &str,
     redirect_uri: &str,
-    opts: &AuthorizationOptions,
+    opts: &LoginOptions,
     resources: &[String],
 ) -> Result<(AuthorizationStart, PendingAuthorization)> {
     let mut url = Url::parse(&metadata.authorization_endpoint)
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn pending_requests_survive_a_blob_round_trip_and_expire() {
-        let opts = AuthorizationOptions { prompt: Some("login".into()), ..Default::default() };
+        let opts = LoginOptions { prompt: Some("login".into()), ..Default::default() };
         let (start, pending) = build(&meta(), "cid", "app:/cb", &opts, &[]).unwrap();
         let verifier = pending.pkce_verifier.clone();
         let mut first = PendingRequests::default();
@@ -356,9 +356,8 @@ mod tests {
 
     #[test]
     fn max_age_typed_or_extra_is_sent_once_and_remembered() {
-        let typed =
-            AuthorizationOptions { max_age: Some(Duration::from_secs(30)), ..Default::default() };
-        let extra = AuthorizationOptions {
+        let typed = LoginOptions { max_age: Some(Duration::from_secs(30)), ..Default::default() };
+        let extra = LoginOptions {
             extra_params: vec![("max_age".into(), "30".into())],
             ..Default::default()
         };
@@ -368,7 +367,7 @@ mod tests {
             assert_eq!(url.query_pairs().filter(|(k, v)| k == "max_age" && v == "30").count(), 1);
             assert_eq!(pending.reauth.max_age_secs, Some(30));
         }
-        let bad = AuthorizationOptions {
+        let bad = LoginOptions {
             extra_params: vec![("max_age".into(), "soon".into())],
             ..Default::default()
         };
@@ -379,7 +378,7 @@ mod tests {
     fn resources_are_sent_and_checked() {
         let resources = vec!["https://api.example/mcp".to_string(), "urn:example:r".to_string()];
         let (start, _) =
-            build(&meta(), "cid", "app:/cb", &AuthorizationOptions::default(), &resources).unwrap();
+            build(&meta(), "cid", "app:/cb", &LoginOptions::default(), &resources).unwrap();
         let url = Url::parse(&start.url).unwrap();
         let sent: Vec<String> =
             url.query_pairs().filter(|(k, _)| k == "resource").map(|(_, v)| v.into()).collect();
@@ -391,7 +390,7 @@ mod tests {
 
     #[test]
     fn url_has_pkce_state_nonce_and_options() {
-        let opts = AuthorizationOptions {
+        let opts = LoginOptions {
             scopes: vec!["profile email".into(), "openid".into()],
             prompt: Some("consent".into()),
             login_hint: Some("alice".into()),
@@ -419,10 +418,8 @@ mod tests {
 
     #[test]
     fn reserved_extra_param_refused() {
-        let opts = AuthorizationOptions {
-            extra_params: vec![("state".into(), "x".into())],
-            ..Default::default()
-        };
+        let opts =
+            LoginOptions { extra_params: vec![("state".into(), "x".into())], ..Default::default() };
         assert!(matches!(build(&meta(), "c", "a:/b", &opts, &[]), Err(Error::Config { .. })));
     }
 
@@ -430,8 +427,7 @@ mod tests {
     fn pending_is_bounded() {
         let mut p = PendingRequests::default();
         for i in 0..40 {
-            let (_, pend) =
-                build(&meta(), "c", "a:/b", &AuthorizationOptions::default(), &[]).unwrap();
+            let (_, pend) = build(&meta(), "c", "a:/b", &LoginOptions::default(), &[]).unwrap();
             p.insert(format!("s{i}"), pend);
         }
         assert_eq!(p.len(), MAX_PENDING);

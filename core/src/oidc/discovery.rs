@@ -200,11 +200,6 @@ impl Discovery {
         Ok(m)
     }
 
-    /// Drops the cached metadata of `issuer` so the next call refetches it.
-    pub fn invalidate(&self, issuer: &str) {
-        self.lock_cache().remove(issuer);
-    }
-
     fn lock_cache(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<ProviderMetadata>, Instant)>> {

@@ -9,7 +9,7 @@ use crate::secret::Secret;
 
 /// Options of the end-session URL.
 #[derive(Debug, Clone, Default)]
-pub struct EndSessionOptions {
+pub struct LogoutOptions {
     /// Where the provider sends the browser afterwards (must be registered).
     pub post_logout_redirect_uri: Option<String>,
     /// Opaque value echoed back on that redirect.
@@ -25,7 +25,7 @@ pub(crate) fn url(
     metadata: &ProviderMetadata,
     client_id: &str,
     id_token: Option<&Secret>,
-    opts: &EndSessionOptions,
+    opts: &LogoutOptions,
 ) -> Result<String> {
     let endpoint =
         ProviderMetadata::require(&metadata.end_session_endpoint, "end_session_endpoint")?;
@@ -107,7 +107,7 @@ mod tests {
             &m,
             "cid",
             Some(&Secret::new("idt")),
-            &EndSessionOptions {
+            &LogoutOptions {
                 post_logout_redirect_uri: Some("app:/bye".into()),
                 state: Some("st".into()),
                 ui_locales: None,

@@ -16,11 +16,8 @@ pub mod token;
 pub(crate) mod userinfo;
 
 pub use auth_time::AuthTimeProblem;
-pub use authorize::{AuthorizationOptions, AuthorizationStart};
+pub use authorize::{AuthorizationStart, LoginOptions};
 pub use discovery::{Discovery, MetadataSource, ProviderMetadata};
-pub use end_session::EndSessionOptions;
-pub use id_token::IdTokenInfo;
-pub use logout_token::LogoutToken;
-pub use registration::{ClientRegistration, RegistrationRequest};
-pub use revocation::{RevocationGap, TokenKind};
-pub use token::TokenResponse;
+pub use end_session::LogoutOptions;
+pub use registration::{ClientRegistration, RegistrationOptions};
+pub use revocation::RevocationGap;

@@ -12,7 +12,7 @@ use crate::secret::Secret;
 
 /// What to register.
 #[derive(Debug, Clone, Default)]
-pub struct RegistrationRequest {
+pub struct RegistrationOptions {
     /// Redirect URIs: custom schemes or loopback http URIs (RFC 8252).
     pub redirect_uris: Vec<String>,
     /// Where the provider may send the user after logout.
@@ -193,7 +193,7 @@ fn name_the_field(error: Error, sent: &Map<String, Value>) -> Error {
 pub(crate) async fn register(
     http: &HttpClient,
     metadata: &ProviderMetadata,
-    req: &RegistrationRequest,
+    req: &RegistrationOptions,
 ) -> Result<ClientRegistration> {
     let endpoint = ProviderMetadata::require(&metadata.registration_endpoint, "registration")?;
     if req.redirect_uris.is_empty() {

@@ -7,5 +7,5 @@ pub mod retry;
 
 pub use events::{ObserverHandle, RefreshOutcome, SessionEvent, SessionObserver};
 pub use lifecycle::{LifecycleEvent, LifecycleState};
-pub use model::{Session, ASSUMED_TOKEN_LIFETIME, SESSION_FORMAT_VERSION};
+pub use model::{Session, ASSUMED_TOKEN_LIFETIME};
 pub use retry::RetryPolicy;

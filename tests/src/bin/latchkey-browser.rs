@@ -7,19 +7,19 @@
 
 use std::process::ExitCode;
 
-use latchkey_e2e::{deliver, login, LoginOptions};
+use latchkey_e2e::{deliver, login, BrowserLogin};
 
 const USAGE: &str = "usage: latchkey-browser [--user NAME] [--deny] [--deliver] \
 [--redirect-prefix PREFIX] [--max-steps N] AUTHORIZATION_URL";
 
 struct Args {
     url: String,
-    opts: LoginOptions,
+    opts: BrowserLogin,
     deliver: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut opts = LoginOptions::default();
+    let mut opts = BrowserLogin::default();
     let mut deliver = false;
     let mut url = None;
     let mut args = std::env::args().skip(1);

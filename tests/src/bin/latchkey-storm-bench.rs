@@ -292,9 +292,9 @@ async fn accounts(counts: &[usize]) {
     for &n in counts {
         let dir = tempfile::tempdir().unwrap();
         prepare(&op, dir.path()).await;
-        let coord = latchkey::lock::Coordinator::open(
+        let coord = latchkey::internals::Coordinator::open(
             dir.path().join("lock.db"),
-            latchkey::lock::CoordinatorConfig::default(),
+            latchkey::CoordinatorConfig::default(),
             std::sync::Arc::new(latchkey::SystemClock),
         )
         .unwrap();

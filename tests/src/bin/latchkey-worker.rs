@@ -229,7 +229,7 @@ async fn main() {
         let client = client.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            match client.logout(latchkey::EndSessionOptions::default()).await {
+            match client.logout(latchkey::LogoutOptions::default()).await {
                 Ok(_) => emit(
                     json!({"event": "logout_done", "pid": std::process::id(), "t_ms": now_ms()}),
                 ),

@@ -4,10 +4,10 @@ use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey::oidc::RevocationGap;
+use latchkey::RevocationGap;
 use latchkey::{
-    Client, EndSessionOptions, Error, LifecycleState, ProviderMetadata, RefreshOutcome,
-    RegistrationRequest, Session,
+    Client, Error, LifecycleState, LogoutOptions, ProviderMetadata, RefreshOutcome,
+    RegistrationOptions, Session,
 };
 use serde_json::{json, Value};
 
@@ -66,8 +66,8 @@ async fn discover(g: &Global, issuer: &str) -> Result<(), CliError> {
         None => json!("not advertised"),
     };
     let source = match m.source {
-        latchkey::oidc::MetadataSource::OpenIdConfiguration => "openid-configuration",
-        latchkey::oidc::MetadataSource::OAuthAuthorizationServer => "oauth-authorization-server",
+        latchkey::MetadataSource::OpenIdConfiguration => "openid-configuration",
+        latchkey::MetadataSource::OAuthAuthorizationServer => "oauth-authorization-server",
         _ => "other",
     };
     let features = json!({
@@ -144,7 +144,7 @@ async fn register(g: &Global, args: RegisterArgs) -> Result<(), CliError> {
     let client = state::client(g, &state, &args.issuer)?;
     provider(&client, &args.issuer).await?;
     let reg = client
-        .register(RegistrationRequest {
+        .register(RegistrationOptions {
             redirect_uris: args.redirect_uris,
             post_logout_redirect_uris: args.post_logout_redirect_uris,
             client_name: Some(args.client_name),
@@ -348,11 +348,10 @@ async fn logout(
 ) -> Result<(), CliError> {
     let (client, session) = state::session_client(g).await?;
     let outcome = client
-        .logout(EndSessionOptions { post_logout_redirect_uri, ..Default::default() })
+        .logout(LogoutOptions { post_logout_redirect_uri, ..Default::default() })
         .await
         .map_err(|e| CliError::lib("logout failed", &e))?;
-    let url =
-        outcome.end_session_url.as_deref().map(latchkey::oidc::end_session::without_id_token_hint);
+    let url = outcome.end_session_url.as_deref().map(latchkey::without_id_token_hint);
     // The browser gets the URL with the id_token_hint through a one-time loopback redirect;
     // only the URL without it is ever printed.
     let handoff = match &outcome.end_session_url {

@@ -10,8 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use latchkey::{
-    AuthorizationOptions, Client, ClientRegistration, Error, ProviderMetadata, RegistrationRequest,
-    Session,
+    Client, ClientRegistration, Error, LoginOptions, ProviderMetadata, RegistrationOptions, Session,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,7 +70,7 @@ pub async fn login(g: &Global, args: LoginArgs) -> Result<(), CliError> {
         (None, Some(r)) if r.issuer == metadata.issuer => r,
         (None, _) => {
             let reg = client
-                .register(RegistrationRequest {
+                .register(RegistrationOptions {
                     redirect_uris: vec![DEFAULT_REDIRECT_URI.to_string()],
                     client_name: Some("latchkey CLI".into()),
                     ..Default::default()
@@ -113,7 +112,7 @@ pub async fn login(g: &Global, args: LoginArgs) -> Result<(), CliError> {
     let redirect_uri = format!("{origin}{}", target.path);
     let scopes = if args.scopes.is_empty() { default_scopes(&metadata) } else { args.scopes };
     let start = client
-        .start_login(AuthorizationOptions {
+        .start_login(LoginOptions {
             redirect_uri: Some(redirect_uri.clone()),
             scopes,
             prompt: args.prompt,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use latchkey::lock::SessionState;
+use latchkey::SessionState;
 use latchkey::{Client, ClientConfig, ClientRegistration, Error, FileSessionStore, Session};
 
 use crate::cli::Global;
@@ -104,7 +104,7 @@ impl StateDir {
         })?;
         bytes.push(b'\n');
         let path = self.registration_path();
-        latchkey::store::write_private_file(&path, &bytes)
+        latchkey::write_private_file(&path, &bytes)
             .map_err(|e| CliError::io(format!("cannot write {}", path.display()), &e))
     }
 }
