@@ -123,10 +123,17 @@ impl From<HttpFailure> for Error {
     }
 }
 
-/// The HTTP client used for every provider call. Cheap to clone.
+/// The HTTP client used for every provider call. Cheap to clone; clones share one
+/// connection pool.
+///
+/// The TLS stack (certificate verifier, root store, connection pool) is built on the first
+/// request, not when the client is created: a process that only serves a fresh token from
+/// the stored session never pays for it.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: reqwest::Client,
+    inner: Arc<once_cell::sync::OnceCell<reqwest::Client>>,
+    /// Custom roots, parsed when the client was created.
+    roots: Option<Arc<rustls::RootCertStore>>,
     config: Arc<HttpConfig>,
 }
 
@@ -137,7 +144,7 @@ impl std::fmt::Debug for HttpClient {
 }
 
 /// Installs the ring crypto provider for rustls once per process (reqwest needs one).
-pub fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: once_cell::sync::OnceCell<()> = once_cell::sync::OnceCell::new();
     ONCE.get_or_init(|| {
         // Err means another part of the process installed a provider first: fine.
@@ -146,11 +153,45 @@ pub fn install_crypto_provider() {
 }
 
 impl HttpClient {
-    /// Builds a client with rustls, the configured timeouts and redirects disabled.
+    /// Creates a client with rustls, the configured timeouts and redirects disabled. The
+    /// TLS stack itself is built on the first request.
     ///
-    /// Fails with [`Error::Config`] when the TLS stack cannot be initialised.
+    /// Fails with [`Error::Config`] when a custom root certificate cannot be parsed.
+    /// Touches no persisted state.
     pub fn new(config: HttpConfig) -> Result<Self> {
+        let roots = match &config.trust {
+            TrustRoots::Custom(ders) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for der in ders {
+                    roots
+                        .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                        .map_err(|e| Error::config(format!("custom root certificate: {e}")))?;
+                }
+                Some(Arc::new(roots))
+            }
+            TrustRoots::Platform | TrustRoots::Bundled => None,
+        };
+        Ok(HttpClient { inner: Arc::default(), roots, config: Arc::new(config) })
+    }
+
+    /// Wraps a reqwest client the app built itself (proxies, pinning, custom roots).
+    /// The app is responsible for disabling redirects and setting timeouts on it.
+    pub fn with_reqwest(inner: reqwest::Client, config: HttpConfig) -> Self {
+        HttpClient {
+            inner: Arc::new(once_cell::sync::OnceCell::with_value(inner)),
+            roots: None,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The reqwest client, built on first use (shared by every clone).
+    fn client(&self) -> std::result::Result<&reqwest::Client, HttpFailure> {
+        self.inner.get_or_try_init(|| self.build()).map_err(not_sent)
+    }
+
+    fn build(&self) -> Result<reqwest::Client> {
         install_crypto_provider();
+        let config = &self.config;
         let base = || {
             reqwest::Client::builder()
                 .connect_timeout(config.connect_timeout)
@@ -159,38 +200,20 @@ impl HttpClient {
                 .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
         };
         let http_err = |e: reqwest::Error| Error::config(format!("HTTP client: {e}"));
-        let inner = match &config.trust {
-            TrustRoots::Platform => match base().build() {
-                Ok(c) => c,
+        let with_roots = |roots: rustls::RootCertStore| {
+            base().tls_backend_preconfigured(rustls_config(roots)?).build().map_err(http_err)
+        };
+        match (&config.trust, &self.roots) {
+            (TrustRoots::Custom(_), Some(roots)) => with_roots(roots.as_ref().clone()),
+            (TrustRoots::Platform, _) => match base().build() {
+                Ok(c) => Ok(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "platform certificate verifier unavailable; using the bundled roots");
-                    base()
-                        .tls_backend_preconfigured(rustls_config(bundled_roots())?)
-                        .build()
-                        .map_err(http_err)?
+                    with_roots(bundled_roots())
                 }
             },
-            TrustRoots::Bundled => base()
-                .tls_backend_preconfigured(rustls_config(bundled_roots())?)
-                .build()
-                .map_err(http_err)?,
-            TrustRoots::Custom(ders) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for der in ders {
-                    roots
-                        .add(rustls::pki_types::CertificateDer::from(der.clone()))
-                        .map_err(|e| Error::config(format!("custom root certificate: {e}")))?;
-                }
-                base().tls_backend_preconfigured(rustls_config(roots)?).build().map_err(http_err)?
-            }
-        };
-        Ok(HttpClient { inner, config: Arc::new(config) })
-    }
-
-    /// Wraps a reqwest client the app built itself (proxies, pinning, custom roots).
-    /// The app is responsible for disabling redirects and setting timeouts on it.
-    pub fn with_reqwest(inner: reqwest::Client, config: HttpConfig) -> Self {
-        HttpClient { inner, config: Arc::new(config) }
+            _ => with_roots(bundled_roots()),
+        }
     }
 
     /// The configuration in force.
@@ -212,7 +235,7 @@ impl HttpClient {
         bearer: Option<&Secret>,
     ) -> std::result::Result<HttpResponse, HttpFailure> {
         let url = self.check_url(url).map_err(not_sent)?;
-        let mut req = self.inner.get(url).header(ACCEPT, "application/json");
+        let mut req = self.client()?.get(url).header(ACCEPT, "application/json");
         if let Some(token) = bearer {
             req = req.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
         }
@@ -228,7 +251,7 @@ impl HttpClient {
         let url = self.check_url(url).map_err(not_sent)?;
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
         let req = self
-            .inner
+            .client()?
             .post(url)
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -244,7 +267,7 @@ impl HttpClient {
     ) -> std::result::Result<HttpResponse, HttpFailure> {
         let url = self.check_url(url).map_err(not_sent)?;
         let req = self
-            .inner
+            .client()?
             .post(url)
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/json")
@@ -461,8 +484,14 @@ mod tests {
     #[test]
     fn every_trust_choice_builds_a_client() {
         for trust in [TrustRoots::Platform, TrustRoots::Bundled, TrustRoots::Custom(vec![])] {
-            let c = HttpClient::new(HttpConfig { trust: trust.clone(), ..Default::default() });
-            assert!(c.is_ok(), "{trust:?}");
+            let c =
+                HttpClient::new(HttpConfig { trust: trust.clone(), ..Default::default() }).unwrap();
+            // Nothing of the TLS stack exists until the first request needs it.
+            assert!(c.inner.get().is_none(), "{trust:?}: built eagerly");
+            let clone = c.clone();
+            assert!(c.client().is_ok(), "{trust:?}");
+            // Clones share the one client built.
+            assert!(clone.inner.get().is_some(), "{trust:?}: a clone built its own");
         }
         let bad = HttpConfig {
             trust: TrustRoots::Custom(vec![b"not DER".to_vec()]),
