@@ -44,6 +44,8 @@ export LATCHKEY_DOT_PYTHON
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features latchkey/cli -- -D warnings
+# The public API of the `latchkey` crate against the committed core/public-api.txt.
+scripts/public-api.sh
 if ! command -v shellcheck >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   (apt-get install -y -qq shellcheck >/dev/null 2>&1 ||
     { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq shellcheck >/dev/null 2>&1; }) || true

@@ -76,8 +76,7 @@ fn act(name: &str, action: &str, step: Step) -> Result<()> {
     match action {
         "abort" => std::process::abort(),
         "stop" => {
-            // SIGSTOP through the system's `kill`: the core stays free of unsafe code.
-            let _ = std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status();
+            stop_self(pid);
             Ok(())
         }
         _ => {
@@ -89,4 +88,25 @@ fn act(name: &str, action: &str, step: Step) -> Result<()> {
             })
         }
     }
+}
+
+/// Sends SIGSTOP to this process and returns once it is continued. A direct `kill(2)`
+/// (rustix, safe): the stop takes effect before the call returns, so a harness that saw the
+/// `fault` line and waits a while before SIGCONT never continues a process that has not
+/// stopped yet (as it could when a `kill` child process was slow to start).
+#[cfg(all(
+    feature = "failpoints",
+    any(target_os = "linux", target_os = "android", target_vendor = "apple")
+))]
+fn stop_self(_pid: u32) {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+}
+
+/// Elsewhere: the system's `kill` command.
+#[cfg(all(
+    feature = "failpoints",
+    not(any(target_os = "linux", target_os = "android", target_vendor = "apple"))
+))]
+fn stop_self(pid: u32) {
+    let _ = std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status();
 }

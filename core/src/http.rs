@@ -224,12 +224,12 @@ impl HttpClient {
     /// Parses `url` and checks it is https, or http on loopback when allowed.
     ///
     /// Fails with [`Error::InsecureUrl`].
-    pub fn check_url(&self, url: &str) -> Result<Url> {
+    pub(crate) fn check_url(&self, url: &str) -> Result<Url> {
         check_url(url, self.config.allow_insecure_loopback)
     }
 
     /// GET `url`, with a bearer token when given.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         url: &str,
         bearer: Option<&Secret>,
@@ -243,7 +243,7 @@ impl HttpClient {
     }
 
     /// POST an `application/x-www-form-urlencoded` body.
-    pub async fn post_form(
+    pub(crate) async fn post_form(
         &self,
         url: &str,
         form: &[(&str, &str)],
@@ -260,7 +260,7 @@ impl HttpClient {
     }
 
     /// POST a JSON body.
-    pub async fn post_json(
+    pub(crate) async fn post_json(
         &self,
         url: &str,
         body: &serde_json::Value,

@@ -25,7 +25,7 @@ mod session;
 mod store;
 
 pub use client::{Client, ClientConfig, LogoutOutcome};
-pub use clock::{Clock, SystemClock};
+pub use clock::{BootInstant, Clock, SystemClock};
 pub use error::{Error, Result};
 pub use http::{HttpClient, HttpConfig, TrustRoots};
 pub use lock::{CoordinatorConfig, SessionState};

@@ -130,6 +130,25 @@ impl Worker {
         signal("-STOP", self.pid);
     }
 
+    /// Waits (bounded by `timeout`) until the process is stopped by a signal (state `T` in
+    /// `/proc/PID/stat`). Returns whether it is.
+    pub fn wait_stopped(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+            // "PID (comm) STATE ...": the state follows the last ')'.
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            if state == Some("T") {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// SIGCONT.
     pub fn cont(&self) {
         signal("-CONT", self.pid);

@@ -152,7 +152,12 @@ async fn run_cell(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     if fault_at.is_some() && action == "stop" {
-        // It stopped itself; keep it stopped past its lease, then let it go on.
+        // It stops itself; keep it stopped past its lease from the moment it is, then let
+        // it go on.
+        assert!(
+            workers[victim].wait_stopped(Duration::from_secs(5)),
+            "{point}: the process printed its fault but did not stop"
+        );
         tokio::time::sleep(Duration::from_millis(STOP_MS)).await;
         workers[victim].cont();
     }
@@ -382,6 +387,7 @@ async fn wait_fault(w: &Worker, action: &str) -> bool {
     let since = Instant::now() - Duration::from_secs(3600);
     let hit = w.wait_for(since, Duration::from_secs(15), |v| v["event"] == "fault").is_some();
     if hit && action == "stop" {
+        assert!(w.wait_stopped(Duration::from_secs(5)), "printed its fault but did not stop");
         tokio::time::sleep(Duration::from_millis(STOP_MS)).await;
         w.cont();
     }

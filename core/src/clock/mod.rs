@@ -32,11 +32,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn boot(&self) -> Option<BootInstant> {
         None
     }
+}
 
-    /// Both clocks read now.
-    fn stamp(&self) -> Stamp {
-        Stamp { wall_ms: self.now_millis(), boot: self.boot() }
-    }
+/// Both clocks of `clock` read now.
+pub(crate) fn stamp(clock: &dyn Clock) -> Stamp {
+    Stamp { wall_ms: clock.now_millis(), boot: clock.boot() }
 }
 
 /// The operating system's clocks: [`SystemTime`] and, on Linux, Android and Apple

@@ -17,7 +17,7 @@ pub struct BootInstant {
 }
 
 /// A moment read on the wall clock and, if known, the boot clock: a "now" from
-/// [`Clock::stamp`](super::Clock::stamp) or
+/// [`stamp`](super::stamp) or
 /// [`Coordinator::now_stamp`](crate::lock::Coordinator::now_stamp), or a recorded time
 /// such as [`JournalEntry::updated`](crate::lock::JournalEntry::updated).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -124,7 +124,7 @@ impl Inner {
 
     /// Both clocks now.
     pub(crate) fn now_stamp(&self) -> Stamp {
-        self.clock.stamp()
+        crate::clock::stamp(&*self.clock)
     }
 
     pub(crate) fn lease_ms(&self) -> i64 {

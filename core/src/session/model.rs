@@ -96,7 +96,7 @@ impl Session {
     /// When an access token received at `now_ms` expires: `expires_in` seconds later, or
     /// `assumed` later when the provider sent no `expires_in`. Saturating: an absurd
     /// `expires_in` cannot overflow.
-    pub fn expiry_ms(now_ms: i64, expires_in: Option<u64>, assumed: Duration) -> i64 {
+    pub(crate) fn expiry_ms(now_ms: i64, expires_in: Option<u64>, assumed: Duration) -> i64 {
         let secs = expires_in.unwrap_or(assumed.as_secs());
         let ms = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000);
         now_ms.saturating_add(ms)
