@@ -181,7 +181,12 @@ async fn run_cell(
     // during the run: one retry.
     let counters = match op.counters().await {
         Ok(c) => c,
-        Err(_) => op.counters().await.unwrap(),
+        Err(_) => op.counters().await.unwrap_or_else(|e| {
+            panic!(
+                "{point}:{action}: provider counters: {e}\n--- provider stderr ---\n{}",
+                op.stderr_tail()
+            )
+        }),
     };
     let rec = coordinator(dir.path()).generation("default").await.unwrap().unwrap();
     let alive: Vec<(&Worker, &Value)> =
