@@ -26,39 +26,11 @@ LIB_DIR="$(scripts/generate-bindings.sh --language kotlin | tail -n1)"
 t2=$(date +%s)
 echo "test-kotlin.sh: toolchain $((t1 - t0)) s, bindings $((t2 - t1)) s; library in $LIB_DIR" >&2
 
-OUT="$REPO/kotlin/build/jvm"
-COROUTINES="$KOTLIN_LIB/kotlinx-coroutines-core-jvm.jar"
-# OkHttp (Debian libokhttp-java, installed by install-kotlin.sh) for the Interceptor glue.
-OKHTTP="/usr/share/java/okhttp.jar:/usr/share/java/okio.jar"
-# JUnit 5 (Debian junit5): the Jupiter API, engine and the Platform launcher in one jar.
-JUNIT=/usr/share/java/junit-platform-console-standalone.jar
-mkdir -p "$OUT"
-
-# kotlinc_cached NAME CLASSPATH KEY SOURCES...: compiles into $OUT/NAME unless the same
-# compiler, classpath, key and sources were already compiled there (kotlinc: ~25 s on 2 cores).
-kotlinc_cached() {
-    local name="$1" cp="$2" key="$3"; shift 3
-    local stamp
-    stamp="$( { echo "$KOTLINC $cp $key $*"; cat "$@"; } | sha256sum | cut -d' ' -f1)"
-    if [[ -f "$OUT/$name.stamp" && "$(cat "$OUT/$name.stamp")" == "$stamp" ]]; then
-        echo "test-kotlin.sh: $name classes up to date" >&2
-        return
-    fi
-    rm -rf "${OUT:?}/$name" "$OUT/$name.stamp"
-    local start
-    start=$(date +%s)
-    "$KOTLINC" -Werror -jvm-target 17 -cp "$cp" -d "$OUT/$name" "$@" >&2
-    echo "$stamp" >"$OUT/$name.stamp"
-    echo "test-kotlin.sh: compiled $name in $(( $(date +%s) - start )) s" >&2
-}
-
-mapfile -t main_sources < <(find kotlin/src/generated/kotlin kotlin/src/main/kotlin -name '*.kt' | sort)
-mapfile -t test_sources < <(find kotlin/src/jvmTest/kotlin -name '*.kt' | sort)
-kotlinc_cached main "$JNA_JAR:$COROUTINES:$OKHTTP" "" "${main_sources[@]}"
-kotlinc_cached test "$JNA_JAR:$COROUTINES:$OKHTTP:$JUNIT:$KOTLIN_LIB/kotlin-test.jar:$OUT/main" \
-    "$(cat "$OUT/main.stamp")" "${test_sources[@]}"
-mapfile -t example_sources < <(find kotlin/src/jvmExample/kotlin -name '*.kt' | sort)
-kotlinc_cached example "$JNA_JAR:$COROUTINES:$OUT/main" "$(cat "$OUT/main.stamp")" "${example_sources[@]}"
+# shellcheck source=scripts/lib/kotlin-classes.sh
+source scripts/lib/kotlin-classes.sh
+kotlin_classes test
+kotlin_classes programs   # the runnable example (and the token benchmark of scripts/bench.sh)
+OUT="$KOTLIN_OUT"
 
 if [[ "$aar" == 1 ]]; then
     scripts/build-aar.sh --host-layout-check --classes "$OUT/main" --lib-dir "$LIB_DIR" >&2
@@ -79,7 +51,7 @@ if [[ "$#" == 0 ]]; then
     echo "test-kotlin.sh: example (app + notification extension, two processes):"
     LATCHKEY_TEST_ISSUER="$ISSUER" LATCHKEY_BROWSER="$TARGET_DIR/debug/latchkey-browser" \
         java -Djna.library.path="$LIB_DIR" \
-        -cp "$JNA_JAR:$COROUTINES:$OKHTTP:$KOTLIN_LIB/kotlin-stdlib.jar:$OUT/main:$OUT/example" \
+        -cp "$JNA_JAR:$COROUTINES:$OKHTTP:$KOTLIN_LIB/kotlin-stdlib.jar:$OUT/main:$OUT/programs" \
         dev.latchkey.example.ExampleKt demo "$demo" || status=$?
     rm -rf "$demo"
 fi

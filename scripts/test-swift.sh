@@ -24,9 +24,6 @@ TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 REPO="$(pwd -P)"
 TARGET_DIR="$(realpath -m "$TARGET_DIR")"
 
-SUDO=()
-[[ "$(id -u)" == 0 ]] || SUDO=(sudo)
-
 t0=$(date +%s)
 ROOT="$(scripts/install-swift.sh --print 2>/dev/null)" || {
     scripts/install-swift.sh >&2
@@ -43,9 +40,7 @@ BROWSER="$TARGET_DIR/debug/latchkey-browser"
 source scripts/lib/test-provider.sh
 start_test_provider test-swift.sh
 
-# Everything after the mounts runs as:
-#   chroot ROOT sh -c SCRIPT sh REPO LIB_DIR ISSUER BROWSER ARGS...
-# (sudo resets the environment: values travel as arguments.)
+# Runs in the chroot (scripts/lib/swift-chroot.sh) as sh -c SCRIPT sh REPO LIB_DIR ISSUER BROWSER ARGS...
 # shellcheck disable=SC2016 # expanded by the inner shell
 inner='cd "$1/swift" && lib="$2" && issuer="$3" && browser="$4" && shift 4 &&
     export HOME=/root LATCHKEY_FFI_LIB_DIR="$lib" LATCHKEY_SWIFT_WARNINGS_AS_ERRORS=1 &&
@@ -58,24 +53,9 @@ inner='cd "$1/swift" && lib="$2" && issuer="$3" && browser="$4" && shift 4 &&
     fi &&
     swift test --skip-build --disable-swift-testing "$@"'
 
+# shellcheck source=scripts/lib/swift-chroot.sh
+source scripts/lib/swift-chroot.sh
 status=0
-# shellcheck disable=SC2016 # expanded by the inner shell
-"${SUDO[@]}" unshare --mount sh -ec '
-    root="$1" repo="$2" target="$3"; shift 3
-    mount -t proc proc "$root/proc"
-    # The host CA roots (read-only): rustls-platform-verifier fails without any system roots
-    # even for plain-http loopback tests, and the chroot has no ca-certificates.
-    if [ -d /etc/ssl/certs ]; then
-        mkdir -p "$root/etc/ssl/certs"
-        mount --bind -o ro /etc/ssl/certs "$root/etc/ssl/certs"
-    fi
-    mkdir -p "$root$repo"
-    mount --bind "$repo" "$root$repo"
-    case "$target/" in
-        "$repo"/*) ;;
-        *) mkdir -p "$root$target"; mount --bind "$target" "$root$target" ;;
-    esac
-    exec chroot "$root" sh -c "$@"
-' sh "$ROOT" "$REPO" "$TARGET_DIR" "$inner" sh "$REPO" "$LIB_DIR" "$ISSUER" "$BROWSER" "$@" \
+in_swift_chroot "$ROOT" "$REPO" "$TARGET_DIR" "$inner" "$REPO" "$LIB_DIR" "$ISSUER" "$BROWSER" "$@" \
     || status=$?
 exit "$status"

@@ -8,6 +8,8 @@
 //                      compile in Swift 6 mode with uniffi 0.32.2: uniffi issue #2929)
 //   Latchkey           the public module (Swift 6): re-exports LatchkeyGenerated + thin glue
 //   LatchkeyExample    a runnable example (app + notification extension, two processes)
+//   LatchkeyBench      what `accessToken()` costs through the binding (scripts/bench.sh token;
+//                      not a product: apps never depend on it)
 //
 // Which native library is linked:
 //   * $LATCHKEY_FFI_LIB_DIR set: -L/-l/rpath on that directory (scripts/test-swift.sh).
@@ -85,6 +87,13 @@ let package = Package(
             name: "LatchkeyExample",
             dependencies: ["Latchkey"],
             path: "Sources/LatchkeyExample",
+            swiftSettings: [.swiftLanguageMode(.v6)] + strictSettings
+        ),
+        // The token fast-path benchmark; scripts/bench.sh builds it with `-c release`.
+        .executableTarget(
+            name: "LatchkeyBench",
+            dependencies: ["Latchkey"],
+            path: "Sources/LatchkeyBench",
             swiftSettings: [.swiftLanguageMode(.v6)] + strictSettings
         ),
         .testTarget(
