@@ -54,7 +54,10 @@ fn main() -> ExitCode {
     };
     init_logging(cli.global.verbose);
     let json = cli.global.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One thread: a command does one thing at a time, and a short-lived process should not
+    // pay for a worker thread per core (memory, start-up). SQLite and file calls still run
+    // on Tokio's blocking threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             output::error(&CliError::io("cannot start the async runtime", &e), json);
