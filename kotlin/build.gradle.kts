@@ -14,6 +14,13 @@ version = Regex("""(?m)^version\s*=\s*"([^"]+)"""")
     .find(rootDir.resolve("../Cargo.toml").readText())?.groupValues?.get(1)
     ?: error("no version in ../Cargo.toml")
 
+// The verifier's Android component must be exactly the version of the
+// rustls-platform-verifier-android crate that the Rust library was built with.
+val platformVerifierVersion: String = Regex(
+    """(?m)^name = "rustls-platform-verifier-android"\s*\nversion = "([^"]+)"""",
+).find(rootDir.resolve("../Cargo.lock").readText())?.groupValues?.get(1)
+    ?: error("rustls-platform-verifier-android not in ../Cargo.lock")
+
 android {
     namespace = "dev.latchkey"
     compileSdk = 35
@@ -72,6 +79,9 @@ dependencies {
     // The OkHttp glue (LatchkeyInterceptor, LatchkeyAuthenticator) compiles against OkHttp 3.14
     // (binary compatible with 4.x); the app brings its own OkHttp.
     compileOnly("com.squareup.okhttp3:okhttp:3.14.9")
+    // The Kotlin half of TrustRoots.Platform on Android (PlatformTrust.init); in the POM, so
+    // apps get it with the AAR.
+    api("rustls:rustls-platform-verifier:$platformVerifierVersion")
 }
 
 // `./gradlew publishReleasePublicationToMavenLocal` (or a repository added here) publishes

@@ -19,6 +19,13 @@ dependencyResolutionManagement {
     repositories {
         google()
         mavenCentral()
+        // The Android component of rustls-platform-verifier (the Kotlin half of the platform
+        // certificate verifier, see dev.latchkey.PlatformTrust), published by that project as
+        // a Maven repository. Apps that use the AAR add the same repository.
+        maven {
+            url = uri("https://github.com/rustls/rustls-platform-verifier/raw/maven-archive/android-release-support/maven/")
+            content { includeGroup("rustls") }
+        }
     }
 }
 

@@ -9,10 +9,15 @@
 //! * [`error`]: the one error enum [`LatchkeyError`], mapped from `latchkey::Error` in one place
 //! * [`store`]: the foreign [`SessionStore`] trait and its adapter
 //! * [`observer`]: the foreign [`SessionObserver`] trait and its adapter
-#![forbid(unsafe_code)]
+//! * `android` (Android only): the JNI entry point that gives the platform certificate
+//!   verifier the app's Context (`dev.latchkey.PlatformTrust.init`)
+// No unsafe code anywhere but in the one JNI export of `android` (Android builds only).
+#![cfg_attr(not(target_os = "android"), forbid(unsafe_code))]
 
 uniffi::setup_scaffolding!();
 
+#[cfg(target_os = "android")]
+mod android;
 pub mod client;
 pub mod error;
 pub mod observer;

@@ -48,7 +48,8 @@ pub struct LatchkeyConfig {
 /// The certificate authorities trusted for https.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum TrustRoots {
-    /// The operating system's verifier and trust store.
+    /// The operating system's verifier and trust store. On Android it needs
+    /// `PlatformTrust.init(context)` first; until then the bundled roots are used.
     Platform,
     /// Mozilla's root store compiled into the library (no platform set-up needed).
     Bundled,
@@ -62,10 +63,25 @@ pub enum TrustRoots {
 impl From<TrustRoots> for latchkey::TrustRoots {
     fn from(t: TrustRoots) -> Self {
         match t {
-            TrustRoots::Platform => latchkey::TrustRoots::Platform,
+            TrustRoots::Platform if platform_verifier_ready() => latchkey::TrustRoots::Platform,
+            // Android before `PlatformTrust.init`: the verifier could not verify anything.
+            TrustRoots::Platform => latchkey::TrustRoots::Bundled,
             TrustRoots::Bundled => latchkey::TrustRoots::Bundled,
             TrustRoots::Custom { certificates } => latchkey::TrustRoots::Custom(certificates),
         }
+    }
+}
+
+/// Whether the platform verifier can be used in this process: always, but on Android only
+/// once it has the app's Context.
+fn platform_verifier_ready() -> bool {
+    #[cfg(target_os = "android")]
+    {
+        crate::android::initialised()
+    }
+    #[cfg(not(target_os = "android"))]
+    {
+        true
     }
 }
 
