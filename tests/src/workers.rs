@@ -17,6 +17,8 @@ pub struct Worker {
     pub pid: u32,
     child: Child,
     lines: Arc<Mutex<Vec<(Instant, Value)>>>,
+    /// Set by the reader thread at the end of the process's stdout.
+    eof: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where to find the worker binary and how to start it.
@@ -60,14 +62,17 @@ impl WorkerSpec {
         let lines: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
         let stdout = child.stdout.take().expect("piped stdout");
         let sink = lines.clone();
+        let eof: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let at_end = eof.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     sink.lock().unwrap().push((Instant::now(), v));
                 }
             }
+            at_end.store(true, std::sync::atomic::Ordering::Release);
         });
-        Worker { holder: holder.to_string(), pid, child, lines }
+        Worker { holder: holder.to_string(), pid, child, lines, eof }
     }
 }
 
@@ -106,7 +111,14 @@ impl Worker {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             if let Ok(Some(_)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(50));
+                // The process has exited: wait (bounded) for the reader to reach the end of
+                // its output, so a summary still in the pipe on a loaded machine counts.
+                let drained = Instant::now() + Duration::from_secs(5);
+                while !self.eof.load(std::sync::atomic::Ordering::Acquire)
+                    && Instant::now() < drained
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -232,7 +232,10 @@ async fn run_cell(
         converged,
         converge_ms,
     };
-    if result.fails(reuse_interval_ms.is_some())
+    // A process that was only suspended or saw a step fail should live to print its
+    // summary; print what happened when one did not, too.
+    let missing = action != "abort" && result.alive < 3;
+    if (result.fails(reuse_interval_ms.is_some()) || missing)
         && std::env::var_os("LATCHKEY_MATRIX_ONLY").is_none()
     {
         // What every process printed, so that a failing cell explains itself.
