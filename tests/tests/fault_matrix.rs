@@ -33,7 +33,16 @@ const TTL_SECS: u64 = 4;
 const LEASE_MS: u64 = 1500;
 /// How long a suspended process stays stopped: past its lease.
 const STOP_MS: u64 = LEASE_MS + 300;
-const RUN_MS: u64 = 9000;
+/// How long the others wait for a holder whose request is out (`in_doubt_wait`) or whose
+/// answer is not yet committed (`answered_limit`) before they resend or give the session
+/// up. Well above the suspension: a holder that resumes has seconds to finish even on a
+/// loaded machine, where a debug build can stall for a few seconds. A suspension longer than
+/// these is the designed resend or loss (ADR 0004); the defaults are 33 s and 10 min.
+const IN_DOUBT_MS: u64 = 6000;
+const ANSWERED_LIMIT_MS: u64 = 8000;
+/// Long enough for the holders that wait out `answered_limit` after a refresh at 3 s to
+/// settle inside the run.
+const RUN_MS: u64 = 12_000;
 /// The fault points of the refresh and adoption paths (`latchkey::internals::POINTS`): run in
 /// the refresher (the first to refresh); `adopt::*` in an adopter.
 fn points() -> Vec<&'static str> {
@@ -76,6 +85,13 @@ impl CellResult {
     }
 }
 
+/// Runs a blocking wait of the worker harness (it sleeps on the thread) without holding up
+/// the runtime: the other lane's timers, e.g. the one that continues a suspended process,
+/// must still fire on time.
+fn block<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
 fn coordinator(dir: &Path) -> Coordinator {
     Coordinator::open(dir.join("lock.db"), CoordinatorConfig::default(), Arc::new(SystemClock))
         .unwrap()
@@ -110,9 +126,9 @@ async fn run_cell(
         "--lease-ms",
         &LEASE_MS.to_string(),
         "--in-doubt-ms",
-        "3000",
+        &IN_DOUBT_MS.to_string(),
         "--answered-limit-ms",
-        "4000",
+        &ANSWERED_LIMIT_MS.to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -155,17 +171,16 @@ async fn run_cell(
         // It stops itself; keep it stopped past its lease from the moment it is, then let
         // it go on.
         assert!(
-            workers[victim].wait_stopped(Duration::from_secs(5)),
+            block(|| workers[victim].wait_stopped(Duration::from_secs(5))),
             "{point}: the process printed its fault but did not stop"
         );
         tokio::time::sleep(Duration::from_millis(STOP_MS)).await;
         workers[victim].cont();
     }
-    release_settle(&mut workers, &settle, Duration::from_millis(RUN_MS + 20_000));
-    let mut summaries: Vec<Option<Value>> = Vec::new();
-    for w in &mut workers {
-        summaries.push(w.summary(Duration::from_millis(RUN_MS + 20_000)));
-    }
+    let summaries: Vec<Option<Value>> = block(|| {
+        release_settle(&mut workers, &settle, Duration::from_millis(RUN_MS + 20_000));
+        workers.iter_mut().map(|w| w.summary(Duration::from_millis(RUN_MS + 20_000))).collect()
+    });
     // A fault line that arrived after the live wait (a late refresh) still counts.
     let fault_at = fault_at.or_else(|| workers[victim].events("fault").first().map(|(t, _)| *t));
     if std::env::var_os("LATCHKEY_MATRIX_ONLY").is_some() || fault_at.is_none() {
@@ -393,9 +408,13 @@ fn worker_spec(op: &TestProvider, dir: &Path, args: &[&str]) -> WorkerSpec {
 
 async fn wait_fault(w: &Worker, action: &str) -> bool {
     let since = Instant::now() - Duration::from_secs(3600);
-    let hit = w.wait_for(since, Duration::from_secs(15), |v| v["event"] == "fault").is_some();
+    let hit =
+        block(|| w.wait_for(since, Duration::from_secs(15), |v| v["event"] == "fault").is_some());
     if hit && action == "stop" {
-        assert!(w.wait_stopped(Duration::from_secs(5)), "printed its fault but did not stop");
+        assert!(
+            block(|| w.wait_stopped(Duration::from_secs(5))),
+            "printed its fault but did not stop"
+        );
         tokio::time::sleep(Duration::from_millis(STOP_MS)).await;
         w.cont();
     }

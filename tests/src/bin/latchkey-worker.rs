@@ -18,6 +18,8 @@
 //! `no_session` and exits 0. `--logout-after-ms N` logs out after N ms (`logout_done` or
 //! `logout_failed`).
 //!
+//! `LATCHKEY_WORKER_LOG=<filter>` (e.g. `latchkey=debug`) writes the library's logs to stderr.
+//!
 //! Fault points (`latchkey::faults`) are configured from the `FAILPOINTS` environment
 //! variable, e.g. `FAILPOINTS='refresh::after_answered=1*return(abort)'`.
 //! The registration is read from `DIR/registration.json`.
@@ -162,6 +164,14 @@ impl SessionStore for FlakyStore {
 
 #[tokio::main]
 async fn main() {
+    // `LATCHKEY_WORKER_LOG=debug` (an env filter): the library's logs on stderr, with
+    // timestamps, for reading a cell of the fault matrix step by step.
+    if let Ok(filter) = std::env::var("LATCHKEY_WORKER_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     now_ms();
     // Fault points from FAILPOINTS; kept for the life of the process.
     let _faults = fail::FailScenario::setup();
