@@ -35,6 +35,17 @@ pub struct WorkerSpec {
 }
 
 impl WorkerSpec {
+    /// A spec for the worker binary `bin` (an integration test passes
+    /// `env!("CARGO_BIN_EXE_latchkey-worker")`), against `issuer`, sharing `state_dir`.
+    pub fn new(bin: &str, issuer: &str, state_dir: &Path, args: &[&str]) -> Self {
+        WorkerSpec {
+            bin: bin.into(),
+            issuer: issuer.to_string(),
+            state_dir: state_dir.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     /// Starts a worker named `holder`.
     pub fn spawn(&self, holder: &str) -> Worker {
         self.spawn_with(holder, &[], &[])

@@ -398,12 +398,7 @@ async fn login_and_logout_paths_under_faults() {
 }
 
 fn worker_spec(op: &TestProvider, dir: &Path, args: &[&str]) -> WorkerSpec {
-    WorkerSpec {
-        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
-        issuer: op.issuer().to_string(),
-        state_dir: dir.to_path_buf(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-    }
+    WorkerSpec::new(env!("CARGO_BIN_EXE_latchkey-worker"), op.issuer(), dir, args)
 }
 
 async fn wait_fault(w: &Worker, action: &str) -> bool {

@@ -49,12 +49,7 @@ fn spec(op: &TestProvider, dir: &Path, args: &[&str]) -> WorkerSpec {
 }
 
 fn spec_on(issuer: &str, dir: &Path, args: &[&str]) -> WorkerSpec {
-    WorkerSpec {
-        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
-        issuer: issuer.to_string(),
-        state_dir: dir.to_path_buf(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-    }
+    WorkerSpec::new(env!("CARGO_BIN_EXE_latchkey-worker"), issuer, dir, args)
 }
 
 fn coordinator(dir: &Path) -> Coordinator {

@@ -39,12 +39,7 @@ async fn prepare(op: &TestProvider, dir: &Path) {
 }
 
 fn worker_spec(op: &TestProvider, dir: &Path, args: &[&str]) -> WorkerSpec {
-    WorkerSpec {
-        bin: env!("CARGO_BIN_EXE_latchkey-worker").into(),
-        issuer: op.issuer().to_string(),
-        state_dir: dir.to_path_buf(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-    }
+    WorkerSpec::new(env!("CARGO_BIN_EXE_latchkey-worker"), op.issuer(), dir, args)
 }
 
 fn committed_generation(dir: &Path) -> u64 {
