@@ -384,7 +384,7 @@ fi
 if want footprint; then
   cargo_release -p latchkey-ffi --lib
   nice -n 10 cargo build -q --profile release-mobile -p latchkey-ffi --lib
-  cargo_release -p latchkey --features cli --bin latchkey
+  cargo_release -p latchkey --features cli --bin latchkey --example cold_start_bench
   nice -n 10 cargo build -q -p latchkey-e2e --bins
   when=$(stamp)
   load_before=$(load)
@@ -394,8 +394,6 @@ if want footprint; then
   strip -o "$tmp/mobile.so" "$mob"
   mb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.2f MB (%d bytes)", b / 1e6, b }'; }
   over() { awk -v b="$(stat -c %s "$1")" 'BEGIN { d = b - 3e6; if (d > 0) printf "misses by %.2f MB", d / 1e6; else printf "met" }'; }
-  # Code and data by the crate named in each symbol (release build, before stripping; LTO
-  # merges across crates, so this is an attribution, not an exact split).
   # Code and data by the crate named in each symbol (release build, before stripping; LTO
   # and inlining merge across crates, so this is an attribution, not an exact split).
   # Symbols without a Rust path are C: SQLite's (bundled) or ring's (its C and assembly).
@@ -414,6 +412,8 @@ if want footprint; then
   runs=20
   [ -z "$quick" ] || runs=5
   rss=$(nice -n 10 target/debug/latchkey-storm-bench --footprint target/release/latchkey --runs "$runs")
+  # The library alone at cold start, timed inside a fresh process (no exec, loading, exit).
+  cold=$(nice -n 10 target/release/examples/cold_start_bench "$runs")
   {
     echo '<!-- footprint-bench:start -->'
     echo '## Footprint and cold start'
@@ -439,6 +439,8 @@ if want footprint; then
     printf '%s\n' "$bloat"
     echo
     printf '%s\n' "$rss"
+    echo
+    printf '%s\n' "$cold"
     echo
     cat <<'NOTES'
 Trimmed so far: SQLite's compile flags (.cargo/config.toml: no full-text search, R-tree,
