@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! latchkey-storm-bench [--processes 2,4,8,16] [--tasks 8] [--ttl-secs 4]
-//! latchkey-storm-bench --footprint PATH-OF-THE-latchkey-CLI [--runs 20]
+//! latchkey-storm-bench --footprint PATH-OF-THE-latchkey-CLI [--runs 20] [--profile release]
 //! latchkey-storm-bench --accounts 1,10,100,1000
 //! ```
 //!
@@ -15,7 +15,8 @@
 //!
 //! `--footprint`: peak RSS and wall time of fresh `latchkey` CLI processes against a signed-in
 //! state directory: `status` (restores the session), `token` with a fresh token (cold start
-//! to the first token), `refresh` (restores and refreshes once).
+//! to the first token), `refresh` (restores and refreshes once). `--profile` only names the
+//! build profile of that CLI in the table.
 //!
 //! Needs tests/op/node_modules (`scripts/lib/test-provider.sh`). The worker binary is found
 //! next to this one (build both: `cargo build -p latchkey-e2e --bins`).
@@ -249,14 +250,14 @@ fn timed(cli: &Path, dir: &Path, args: &[&str]) -> (f64, u64, bool) {
 }
 
 /// Cold start (wall time of the whole process, median) and peak RSS (max) of the CLI.
-async fn footprint(cli: &Path, runs: usize) {
+async fn footprint(cli: &Path, profile: &str, runs: usize) {
     let op =
         TestProvider::start(ProviderOptions { access_token_ttl_secs: 3600, ..Default::default() })
             .await
             .expect("test provider");
     let dir = tempfile::tempdir().unwrap();
     prepare(&op, dir.path()).await;
-    println!("| process (`latchkey` CLI, release) | wall time, median of {runs} (min) | peak RSS, max | all succeeded |");
+    println!("| process (`latchkey` CLI, profile `{profile}`) | wall time, median of {runs} (min) | peak RSS, max | all succeeded |");
     println!("|---|---:|---:|---|");
     for (name, args) in [
         ("`status`: restore the session, print it", vec!["status"]),
@@ -354,7 +355,7 @@ async fn main() {
     let cli = list_arg("--footprint", "");
     if !cli.is_empty() {
         let runs: usize = list_arg("--runs", "20").parse().expect("--runs");
-        footprint(Path::new(&cli), runs).await;
+        footprint(Path::new(&cli), &list_arg("--profile", "release"), runs).await;
         return;
     }
     let processes: Vec<usize> = list_arg("--processes", "2,4,8,16")
