@@ -13,9 +13,10 @@ use latchkey_e2e::op::{ProviderOptions, TestProvider};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fresh_access_token_follows_the_rules_of_access_token_and_never_refreshes() {
-    let op = TestProvider::start(ProviderOptions { access_token_ttl_secs: 60, ..Default::default() })
-        .await
-        .expect("test provider");
+    let op =
+        TestProvider::start(ProviderOptions { access_token_ttl_secs: 60, ..Default::default() })
+            .await
+            .expect("test provider");
     let dir = tempfile::tempdir().unwrap();
     let client = file_client(test_config(op.issuer(), dir.path(), "app"), dir.path()).unwrap();
     register(&client, None).await.unwrap();

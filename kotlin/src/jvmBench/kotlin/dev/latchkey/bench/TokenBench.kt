@@ -1,5 +1,7 @@
-// What a Kotlin caller pays for a fresh token: `accessToken()` through the binding (a suspend
-// function, uniffi over JNA), with a session signed in for real against the test provider.
+// What a Kotlin caller pays for a fresh token: `accessTokenFast()` (the fast path: one
+// synchronous call, kotlin/src/main/kotlin/dev/latchkey/FastPath.kt) and the generated
+// `accessToken()` (a suspend function, uniffi's async calls over JNA), with a session signed
+// in for real against the test provider.
 //
 //   TokenBenchKt [BATCHES CALLS]   default 20 batches of 2000 calls, after 10 000 warm-up calls
 //
@@ -19,6 +21,7 @@ import dev.latchkey.LoginOptions
 import dev.latchkey.RegistrationOptions
 import dev.latchkey.SessionBlob
 import dev.latchkey.SessionStore
+import dev.latchkey.accessTokenFast
 import java.io.File
 import java.nio.file.Files
 import java.util.concurrent.ConcurrentHashMap
@@ -77,14 +80,20 @@ private suspend fun run(batches: Int, calls: Int): String {
             // Every call must return this token: a different one means a refresh ran while timing.
             var changed = 0
             // Warm-up: the JIT compiles the call path (JNA, the generated code, coroutines).
+            repeat(WARM_UP_CALLS) { if (client.accessTokenFast() != first) changed++ }
+            val fastNs = List(batches) {
+                val begin = System.nanoTime()
+                repeat(calls) { if (client.accessTokenFast() != first) changed++ }
+                (System.nanoTime() - begin).toDouble() / calls
+            }
             repeat(WARM_UP_CALLS) { if (client.accessToken() != first) changed++ }
             val tokenNs = List(batches) {
                 val begin = System.nanoTime()
                 repeat(calls) { if (client.accessToken() != first) changed++ }
                 (System.nanoTime() - begin).toDouble() / calls
             }
-            // A synchronous call through the same binding (the API has no synchronous token
-            // call): the fixed cost of one crossing, without the suspend machinery.
+            // A synchronous call through the generated code: the fixed cost of one crossing
+            // there, without the suspend machinery.
             var states = 0
             repeat(WARM_UP_CALLS) { if (client.state() == LifecycleState.AUTHENTICATED) states++ }
             val stateNs = List(batches) {
@@ -100,6 +109,9 @@ private suspend fun run(batches: Int, calls: Int): String {
                 "\"access_token_median_ns\":${median(tokenNs).roundToLong()}," +
                 "\"access_token_min_ns\":${tokenNs.min().roundToLong()}," +
                 "\"batches\":$batches,\"bench\":\"kotlin\",\"calls\":$calls," +
+                "\"fast_max_ns\":${fastNs.max().roundToLong()}," +
+                "\"fast_median_ns\":${median(fastNs).roundToLong()}," +
+                "\"fast_min_ns\":${fastNs.min().roundToLong()}," +
                 "\"generation\":${session.generation}," +
                 "\"jna\":\"$jnaVersion\"," +
                 "\"jvm\":\"${System.getProperty("java.vm.name")} ${System.getProperty("java.version")}\"," +
