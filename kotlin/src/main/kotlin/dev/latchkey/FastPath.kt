@@ -2,15 +2,22 @@
 // synchronous call into Rust (`fresh_access_token`, the first step of `access_token` on its
 // own) instead of uniffi's async machinery.
 //
-// Why it calls the generated FFI functions itself: with JNA before 5.15 (Debian's 5.13 here),
-// constructing a `Structure` reads the class's fields by reflection and allocates native
-// memory that JNA's cleaner thread frees again; `UniffiRustCallStatus` embeds a `RustBuffer`,
-// so each one costs several of them. The generated code makes a new call status for every
-// call (three per returned string: clone the handle, the call, free the buffer), which is
-// most of the cost of a call through the binding. Here the call and the freeing of its
-// buffer share one call status per thread, reset before each use; the Rust calls are the
-// same ones the generated method makes (clone the handle, the call, free the buffer).
+// Why it calls the generated FFI functions itself: every JNA `Memory` block registers in a
+// global map of JNA (ConcurrentHashMap keyed by address) and is removed again by JNA's cleaner
+// thread after a collection, so each one costs map traffic on two threads, reference processing
+// in the collector and, with JNA before 5.15 (Debian's 5.13 here), field reflection. A
+// generated `UniffiRustCallStatus` takes four of them (its own, the `RustBuffer` it embeds, and
+// two more JNA makes to size that field) and the generated code makes a new one for every
+// call: a synchronous call that returns a string takes three (clone the handle, the call, free
+// the buffer), thirteen blocks in all. Here those three calls share one call status per thread,
+// reset before each use, so only the buffer JNA returns is allocated. The Rust calls are the
+// ones the generated method makes, in the same order, under the same call counter that keeps
+// the object alive (read from the generated class by reflection; where that is not possible,
+// the generated `callWithHandle` clones the handle instead, at four blocks more).
 package dev.latchkey
+
+import java.lang.reflect.Field
+import java.util.concurrent.atomic.AtomicLong
 
 /** One call status per thread, reused by [freshAccessTokenOrNull] (never across threads). */
 private val callStatus: ThreadLocal<UniffiRustCallStatus> = ThreadLocal.withInitial { UniffiRustCallStatus() }
@@ -35,6 +42,47 @@ private fun UniffiRustCallStatus.throwIfFailed() {
     throw InternalException(if (buf.len > 0) FfiConverterString.lift(buf) else "Rust panic")
 }
 
+/** The fields of the generated [LatchkeyClient] that its `callWithHandle` uses. */
+private class ClientFields {
+    private fun field(name: String): Field = LatchkeyClient::class.java.getDeclaredField(name).apply { isAccessible = true }
+    val handle = field("handle")
+    val callCounter = field("callCounter")
+    val cleanable = field("cleanable")
+}
+
+/** Null when the generated class's fields cannot be read (then [withClonedHandle] falls back). */
+private val clientFields: ClientFields? = try {
+    ClientFields()
+} catch (_: ReflectiveOperationException) {
+    null
+} catch (_: RuntimeException) { // SecurityException, InaccessibleObjectException
+    null
+}
+
+/**
+ * The generated `callWithHandle` (keep the object alive while [block] runs with a clone of its
+ * handle, which the Rust method consumes), with the clone made on this thread's call status.
+ */
+private inline fun <R> LatchkeyClient.withClonedHandle(block: (handle: Long) -> R): R {
+    val fields = clientFields ?: return callWithHandle(block)
+    val counter = fields.callCounter.get(this) as AtomicLong
+    do {
+        val c = counter.get()
+        check(c != 0L) { "${javaClass.simpleName} object has already been destroyed" }
+        check(c != Long.MAX_VALUE) { "${javaClass.simpleName} call counter would overflow" }
+    } while (!counter.compareAndSet(c, c + 1L))
+    try {
+        val handle = fields.handle.getLong(this)
+        if (handle == 0L) throw InternalException("uniffiCloneHandle() called on NoHandle object")
+        val status = resetCallStatus()
+        val clone = UniffiLib.uniffi_latchkey_ffi_fn_clone_latchkeyclient(handle, status)
+        status.throwIfFailed()
+        return block(clone)
+    } finally {
+        if (counter.decrementAndGet() == 0L) (fields.cleanable.get(this) as UniffiCleaner.Cleanable?)?.clean()
+    }
+}
+
 /**
  * The access token if it is fresh in memory for at least [minTtlSecs] (and the refresh
  * margin), else null: synchronous, no I/O, never refreshes; the same rules and errors as the
@@ -43,7 +91,7 @@ private fun UniffiRustCallStatus.throwIfFailed() {
  * [LatchkeyException.NoSession], [LatchkeyException.LoggedOut] or
  * [LatchkeyException.ReauthRequired]. The returned string is secret: never log it.
  */
-fun LatchkeyClient.freshAccessTokenOrNull(minTtlSecs: ULong = 0u): String? = callWithHandle { handle ->
+fun LatchkeyClient.freshAccessTokenOrNull(minTtlSecs: ULong = 0u): String? = withClonedHandle { handle ->
     val status = resetCallStatus()
     val buf = UniffiLib.uniffi_latchkey_ffi_fn_method_latchkeyclient_fresh_access_token(
         handle, FfiConverterULong.lower(minTtlSecs), status,
