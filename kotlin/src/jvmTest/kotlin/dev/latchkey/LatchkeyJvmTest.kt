@@ -120,6 +120,10 @@ private fun registerTests() {
             }
             assertEquals(slow.javaClass, assertFailsWith<LatchkeyException> { client.accessTokenFast() }.javaClass)
             assertTrue(slow.requiresSignIn, "$slow")
+            client.close()
+            // Closed: refused like every generated call, before any call into Rust.
+            assertFailsWith<IllegalStateException> { client.freshAccessTokenOrNull() }
+            assertFailsWith<IllegalStateException> { client.state() }
         }
     }
 
