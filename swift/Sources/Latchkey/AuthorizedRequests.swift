@@ -19,7 +19,7 @@ extension URLRequest {
 }
 
 extension LatchkeyClient {
-    /// Sends `request` with a fresh access token (``accessTokenFast(minTtlSecs:)``, refreshing first, once
+    /// Sends `request` with a fresh access token (``accessToken()``, refreshing first, once
     /// across processes, when it is about to expire). When the server answers 401, reports
     /// the token with ``tokenRejected(accessToken:)`` and retries once with the token it
     /// returns; a second 401 is returned as is. `retried` tells whether the retry ran.
@@ -30,7 +30,7 @@ extension LatchkeyClient {
     public func authorizedData(
         for request: URLRequest, session: URLSession = .shared
     ) async throws -> (data: Data, response: HTTPURLResponse, retried: Bool) {
-        let token = try await accessTokenFast()
+        let token = try await accessToken()
         let (data, response) = try await send(request, token: token, session: session)
         guard response.statusCode == 401 else { return (data, response, false) }
         let replacement = try await tokenRejected(accessToken: token)
