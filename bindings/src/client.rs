@@ -97,6 +97,16 @@ impl LatchkeyClient {
         Ok(token.expose().to_owned())
     }
 
+    /// The access token if it is fresh in memory for at least `min_ttl_secs` (and the
+    /// refresh margin), else null: synchronous, no I/O, never refreshes. Null means "await
+    /// `access_token` (or `access_token_with_min_ttl`)", which refreshes when needed; the
+    /// rules are those of `access_token`. Fails with `NoSession`, `LoggedOut` or
+    /// `ReauthRequired`. The returned string is secret: never log it.
+    pub fn fresh_access_token(&self, min_ttl_secs: u64) -> Result<Option<String>> {
+        let token = self.inner.fresh_access_token(Duration::from_secs(min_ttl_secs))?;
+        Ok(token.map(|t| t.expose().to_owned()))
+    }
+
     /// Reports that a resource server rejected `access_token` (HTTP 401) and returns the
     /// token to retry with: the current one when it is already another, else a newer
     /// generation from another process, else the result of one refresh. Reporting the same

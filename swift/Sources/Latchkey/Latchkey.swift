@@ -46,6 +46,22 @@ extension LatchkeyClient {
         return true
     }
 
+    /// ``accessToken()`` (or ``accessTokenWithMinTtl(minTtlSecs:)`` for a nonzero
+    /// `minTtlSecs`) with its fast path taken synchronously: a token fresh in memory comes
+    /// from ``freshAccessToken(minTtlSecs:)`` (one call, no future); otherwise it awaits the
+    /// async call, which refreshes (once across all processes) or adopts. Same result and
+    /// errors as the async call. Same name as in Kotlin, where it is the cheap path; in Swift
+    /// the async call costs no more (BENCHMARKS.md). The token is secret: never log it.
+    public func accessTokenFast(minTtlSecs: UInt64 = 0) async throws -> String {
+        if let token = try freshAccessToken(minTtlSecs: minTtlSecs) {
+            return token
+        }
+        if minTtlSecs == 0 {
+            return try await accessToken()
+        }
+        return try await accessTokenWithMinTtl(minTtlSecs: minTtlSecs)
+    }
+
     /// True when the error means the user has to sign in again (see
     /// ``LatchkeyError/requiresSignIn``); false for errors of other types.
     public static func requiresSignIn(_ error: Error) -> Bool {

@@ -62,6 +62,39 @@ final class LatchkeyTests: XCTestCase {
         }
     }
 
+    func testFastPathServesTheFreshTokenWithTheRulesAndErrorsOfAccessToken() async throws {
+        let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: MemoryStore())
+        XCTAssertThrowsError(try client.freshAccessToken(minTtlSecs: 0)) { error in
+            XCTAssertEqual("\(error)", "\(LatchkeyError.NoSession)")
+        }
+        _ = try await signIn(client)
+        let token = try await client.accessToken()
+        XCTAssertEqual(try client.freshAccessToken(minTtlSecs: 0), token)
+        let fast = try await client.accessTokenFast()
+        XCTAssertEqual(fast, token)
+        // The provider's tokens live 60 s: not fresh for an hour, and asking never refreshes.
+        let before = try await Provider.counter("refresh_grants")
+        XCTAssertNil(try client.freshAccessToken(minTtlSecs: 3600))
+        let after = try await Provider.counter("refresh_grants")
+        XCTAssertEqual(after, before)
+
+        // After logout: the error accessToken() gives.
+        _ = try await client.logout(
+            options: LogoutOptions(postLogoutRedirectUri: "dev.latchkey.test:/logged-out"))
+        var slow: Error?
+        do { _ = try await client.accessToken() } catch { slow = error }
+        XCTAssertThrowsError(try client.freshAccessToken(minTtlSecs: 0)) { error in
+            XCTAssertEqual("\(error)", "\(slow.map { "\($0)" } ?? "no error")")
+            XCTAssertTrue(LatchkeyClient.requiresSignIn(error), "\(error)")
+        }
+        do {
+            _ = try await client.accessTokenFast()
+            XCTFail("expected an error after logout")
+        } catch {
+            XCTAssertEqual("\(error)", "\(slow.map { "\($0)" } ?? "no error")")
+        }
+    }
+
     func testEventsStreamAndStatesFollowTheSessionAndStopping() async throws {
         let client = try await LatchkeyClient.create(config: try config(try tempDir()), store: MemoryStore())
         // The observers are registered when events()/states() return, before any iteration.

@@ -76,6 +76,23 @@ impl Client {
         Ok(s.access_token.clone())
     }
 
+    /// The in-memory access token when it is fresh for at least `min_ttl` (and the refresh
+    /// margin), else `None`: the first step of [`Client::access_token_with_min_ttl`] on its
+    /// own, synchronous, for callers whose cost per call matters (a binding serves a fresh
+    /// token with it before it falls back to the async call).
+    ///
+    /// Applies the same freshness rules as [`Client::access_token_with_min_ttl`]: a token
+    /// not yet saved through the store, a token reported with [`Client::token_rejected`],
+    /// and a token due within the refresh margin are not fresh. `None` means "call
+    /// `access_token_with_min_ttl`", which refreshes or adopts; this method never does.
+    ///
+    /// Fails with [`Error::NoSession`], [`Error::LoggedOut`] and [`Error::ReauthRequired`],
+    /// as `access_token_with_min_ttl` does for the same state. Takes one short mutex
+    /// section; touches no persisted state (neither SQLite nor the store) and never waits.
+    pub fn fresh_access_token(&self, min_ttl: Duration) -> Result<Option<Secret>> {
+        self.inner.fresh_in_memory(min_ttl)
+    }
+
     /// Refreshes now, even if the access token is still fresh (unless another process just
     /// committed a newer generation, which is adopted instead). Returns what happened.
     ///

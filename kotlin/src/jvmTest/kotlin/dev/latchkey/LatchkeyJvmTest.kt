@@ -92,6 +92,41 @@ private fun registerTests() {
         }
     }
 
+    test("fast path: a fresh token synchronously, with the rules and errors of accessToken()") {
+        LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
+            assertFailsWith<LatchkeyException.NoSession> { client.freshAccessTokenOrNull() }
+            assertFailsWith<LatchkeyException.NoSession> { client.freshAccessToken(0u) }
+            assertFailsWith<LatchkeyException.NoSession> { client.accessTokenFast() }
+            signIn(client)
+            val token = client.accessToken()
+            assertEquals(token, client.freshAccessTokenOrNull())
+            assertEquals(token, client.freshAccessToken(0u))
+            assertEquals(token, client.accessTokenFast())
+            // The provider's tokens live 60 s: not fresh for an hour, and asking never refreshes.
+            val before = Provider.counter("refresh_grants")
+            assertNull(client.freshAccessTokenOrNull(3600u))
+            assertNull(client.freshAccessToken(3600u))
+            assertEquals(before, Provider.counter("refresh_grants"))
+            // Threads at once: each has its own call status.
+            withContext(Dispatchers.Default) {
+                List(4) { launch { repeat(2000) { assertEquals(token, client.freshAccessTokenOrNull()) } } }
+            }
+            // After logout the same error as accessToken(), every time (the reused status is reset).
+            client.logout(LogoutOptions(postLogoutRedirectUri = "dev.latchkey.test:/logged-out"))
+            val slow = assertFailsWith<LatchkeyException> { client.accessToken() }
+            repeat(3) {
+                val fast = assertFailsWith<LatchkeyException> { client.freshAccessTokenOrNull() }
+                assertEquals(slow.javaClass, fast.javaClass, "$fast")
+            }
+            assertEquals(slow.javaClass, assertFailsWith<LatchkeyException> { client.accessTokenFast() }.javaClass)
+            assertTrue(slow.requiresSignIn, "$slow")
+            client.close()
+            // Closed: refused like every generated call, before any call into Rust.
+            assertFailsWith<IllegalStateException> { client.freshAccessTokenOrNull() }
+            assertFailsWith<IllegalStateException> { client.state() }
+        }
+    }
+
     test("events flow and state flow follow the session; cancelling unsubscribes") {
         LatchkeyClient.create(config(tempDir()), MemoryStore()).use { client ->
             val seen = java.util.Collections.synchronizedList(mutableListOf<SessionEvent>())

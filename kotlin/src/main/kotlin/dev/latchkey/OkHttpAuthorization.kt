@@ -15,7 +15,7 @@ private const val AUTHORIZATION = "Authorization"
 private const val BEARER = "Bearer "
 
 /**
- * Adds `Authorization: Bearer <token>` from [LatchkeyClient.accessToken] (refreshing first,
+ * Adds `Authorization: Bearer <token>` from [accessTokenFast] (refreshing first,
  * once across processes, when it is about to expire) to requests without that header.
  * Runs on OkHttp's thread and blocks it while a refresh runs. A [LatchkeyException] (e.g.
  * [LatchkeyException.NoSession]) fails the call with an IOException carrying it as cause.
@@ -25,7 +25,8 @@ class LatchkeyInterceptor(private val client: LatchkeyClient) : Interceptor {
         val request = chain.request()
         if (request.header(AUTHORIZATION) != null) return chain.proceed(request)
         val token = try {
-            runBlocking { client.accessToken() }
+            // A token fresh in memory without a coroutine; runBlocking only when it is due.
+            client.freshAccessTokenOrNull() ?: runBlocking { client.accessToken() }
         } catch (error: LatchkeyException) {
             throw java.io.IOException("no access token: ${error.javaClass.simpleName}", error)
         }

@@ -1,5 +1,7 @@
-// What a Kotlin caller pays for a fresh token: `accessToken()` through the binding (a suspend
-// function, uniffi over JNA), with a session signed in for real against the test provider.
+// What a Kotlin caller pays for a fresh token: `accessTokenFast()` (the fast path: one
+// synchronous call, kotlin/src/main/kotlin/dev/latchkey/FastPath.kt) and the generated
+// `accessToken()` (a suspend function, uniffi's async calls over JNA), with a session signed
+// in for real against the test provider.
 //
 //   TokenBenchKt [BATCHES CALLS]   default 20 batches of 2000 calls, after 10 000 warm-up calls
 //
@@ -19,7 +21,9 @@ import dev.latchkey.LoginOptions
 import dev.latchkey.RegistrationOptions
 import dev.latchkey.SessionBlob
 import dev.latchkey.SessionStore
+import dev.latchkey.accessTokenFast
 import java.io.File
+import java.lang.management.ManagementFactory
 import java.nio.file.Files
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.TimeUnit
@@ -59,6 +63,24 @@ private val jnaVersion: String =
 
 private fun median(values: List<Double>): Double = values.sorted()[values.size / 2]
 
+/** CPU time of the whole process (every thread: the caller, JNA's cleaner, the collector). */
+private val processCpuNs: () -> Long =
+    (ManagementFactory.getOperatingSystemMXBean() as? com.sun.management.OperatingSystemMXBean)
+        ?.let { os -> { os.processCpuTime } } ?: { -1L }
+
+/** Wall time per call of each batch, and the process's CPU time per call over all batches. */
+private class Timing(val batchNs: List<Double>, val cpuNs: Double)
+
+private inline fun timed(batches: Int, calls: Int, call: () -> Unit): Timing {
+    val cpuBegin = processCpuNs()
+    val batchNs = List(batches) {
+        val begin = System.nanoTime()
+        repeat(calls) { call() }
+        (System.nanoTime() - begin).toDouble() / calls
+    }
+    return Timing(batchNs, (processCpuNs() - cpuBegin).toDouble() / (batches * calls))
+}
+
 private suspend fun run(batches: Int, calls: Int): String {
     val dir = Files.createTempDirectory("latchkey-bench").toFile()
     try {
@@ -77,32 +99,33 @@ private suspend fun run(batches: Int, calls: Int): String {
             // Every call must return this token: a different one means a refresh ran while timing.
             var changed = 0
             // Warm-up: the JIT compiles the call path (JNA, the generated code, coroutines).
+            repeat(WARM_UP_CALLS) { if (client.accessTokenFast() != first) changed++ }
+            val fast = timed(batches, calls) { if (client.accessTokenFast() != first) changed++ }
             repeat(WARM_UP_CALLS) { if (client.accessToken() != first) changed++ }
-            val tokenNs = List(batches) {
-                val begin = System.nanoTime()
-                repeat(calls) { if (client.accessToken() != first) changed++ }
-                (System.nanoTime() - begin).toDouble() / calls
-            }
-            // A synchronous call through the same binding (the API has no synchronous token
-            // call): the fixed cost of one crossing, without the suspend machinery.
+            val token = timed(batches, calls) { if (client.accessToken() != first) changed++ }
+            // A synchronous call through the generated code: the fixed cost of one crossing
+            // there, without the suspend machinery.
             var states = 0
             repeat(WARM_UP_CALLS) { if (client.state() == LifecycleState.AUTHENTICATED) states++ }
-            val stateNs = List(batches) {
-                val begin = System.nanoTime()
-                repeat(calls) { if (client.state() == LifecycleState.AUTHENTICATED) states++ }
-                (System.nanoTime() - begin).toDouble() / calls
-            }
+            val state = timed(batches, calls) { if (client.state() == LifecycleState.AUTHENTICATED) states++ }
+            val (fastNs, tokenNs, stateNs) = listOf(fast.batchNs, token.batchNs, state.batchNs)
             val generation = client.session()?.generation
             check(changed == 0 && generation == session.generation && states == WARM_UP_CALLS + batches * calls) {
                 "the session changed while timing ($changed other tokens, generation ${session.generation} -> $generation)"
             }
-            return "{\"access_token_max_ns\":${tokenNs.max().roundToLong()}," +
+            return "{\"access_token_cpu_ns\":${token.cpuNs.roundToLong()}," +
+                "\"access_token_max_ns\":${tokenNs.max().roundToLong()}," +
                 "\"access_token_median_ns\":${median(tokenNs).roundToLong()}," +
                 "\"access_token_min_ns\":${tokenNs.min().roundToLong()}," +
                 "\"batches\":$batches,\"bench\":\"kotlin\",\"calls\":$calls," +
+                "\"fast_cpu_ns\":${fast.cpuNs.roundToLong()}," +
+                "\"fast_max_ns\":${fastNs.max().roundToLong()}," +
+                "\"fast_median_ns\":${median(fastNs).roundToLong()}," +
+                "\"fast_min_ns\":${fastNs.min().roundToLong()}," +
                 "\"generation\":${session.generation}," +
                 "\"jna\":\"$jnaVersion\"," +
                 "\"jvm\":\"${System.getProperty("java.vm.name")} ${System.getProperty("java.version")}\"," +
+                "\"state_cpu_ns\":${state.cpuNs.roundToLong()}," +
                 "\"state_median_ns\":${median(stateNs).roundToLong()}," +
                 "\"warm_up_calls\":$WARM_UP_CALLS}"
         }
