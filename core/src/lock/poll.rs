@@ -21,6 +21,9 @@
 //!
 //! The waiter sleeps on a thread of the blocking pool between reads (one thread wake-up per
 //! read, no async round trip), see [`Coordinator::acquire_within`](super::Coordinator::acquire_within).
+//! On Linux and Android that sleep also ends when any process writes the database
+//! ([`super::wake`]); the reads then come every `poll_interval` for [`CHANGED_FAST_FOR`], so
+//! the release itself is seen within about a millisecond whatever the schedule says.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,10 @@ use crate::clock::Stamp;
 /// entry left by a holder that died there does not keep a waiter reading a thousand times a
 /// second until the lease expires.
 pub(crate) const FINISHING_FAST_FOR: Duration = Duration::from_millis(500);
+
+/// How long a waiter reads every `poll_interval` after the file changed ([`super::wake`]):
+/// a commit's log write can wake it a moment before the commit is visible to readers.
+pub(crate) const CHANGED_FAST_FOR: Duration = Duration::from_millis(3);
 
 /// The read schedule of one wait.
 #[derive(Debug)]
@@ -61,6 +68,13 @@ impl PollSchedule {
             backoff: base,
             last_seen: None,
         }
+    }
+
+    /// Records that the file changed at `now` (a write woke the waiter): the next reads
+    /// come every `poll_interval` for [`CHANGED_FAST_FOR`], then the backed-off interval
+    /// resumes where it was (a renewal a second costs a few reads, not a new fast phase).
+    pub(crate) fn changed(&mut self, now: Instant) {
+        self.fast_until = self.fast_until.max(now + CHANGED_FAST_FOR);
     }
 
     /// Records what a read saw at `now` (the row, if any, and both clocks) and returns the
