@@ -146,7 +146,8 @@ impl Inner {
     /// session, no SQLite (I6). Unsaved tokens and a token the app reported rejected are
     /// never fresh, so the slow path saves or replaces them.
     fn fresh_in_memory(&self, min_ttl: Duration) -> Result<Option<Secret>> {
-        let now = self.now();
+        // Never earlier than the time: a token is judged to expire a tick early, never late.
+        let now = self.clock.now_coarse();
         let slot = self.slot();
         match (&slot.session, slot.state) {
             (_, LifecycleState::LoggedOut) => Err(Error::LoggedOut),
