@@ -295,7 +295,7 @@ impl Coordinator {
         let deadline = deadline.into_std();
         let task = tokio::task::spawn_blocking(move || -> Result<Option<Handoff>> {
             let mut schedule = PollSchedule::new(&inner.config, std::time::Instant::now());
-            // Set up once the row was found held: a free row never needs it.
+            // Set up once the wait backs off: a short wait never needs it.
             let mut wake: Option<Wake> = None;
             let mut peek = false;
             loop {
@@ -309,7 +309,9 @@ impl Coordinator {
                         }
                     }
                     let expires = now.after_millis(inner.lease_ms());
-                    let Some(fence) = lease::try_take(conn, &account, &holder, &now, &expires)?
+                    let busy = inner.config.busy_timeout;
+                    let Some(fence) =
+                        lease::try_take(conn, &account, &holder, &now, &expires, busy)?
                     else {
                         return Ok(Step::Held(row, now));
                     };
@@ -327,9 +329,15 @@ impl Coordinator {
                     return Ok(None);
                 }
                 let delay = schedule.next_delay(row.as_ref(), &now_stamp, now);
-                let wake = wake.get_or_insert_with(|| Wake::watch(inner.db.path()));
-                if wake.sleep(delay.min(deadline - now)) {
-                    schedule.changed(std::time::Instant::now());
+                let delay = delay.min(deadline - now);
+                if schedule.is_fast(now) {
+                    // Reading every millisecond already: a notification would add nothing.
+                    std::thread::sleep(delay);
+                } else {
+                    let wake = wake.get_or_insert_with(|| Wake::watch(inner.db.path()));
+                    if wake.sleep(delay) {
+                        schedule.changed(std::time::Instant::now());
+                    }
                 }
                 if cancelled.load(Ordering::SeqCst) {
                     return Ok(None);

@@ -313,18 +313,46 @@ pub(crate) fn peek(conn: &Connection, account: &str) -> Result<Option<LeaseRow>>
 /// Takes the lease if it is free, expired at `now` or already `holder`'s, writing
 /// `expires` on both clocks; returns the new fence. One autocommit statement: the check
 /// and the write are atomic. The expiry test is [`Stamp::has_passed`] in SQL.
+///
+/// A write lock that another connection holds at this moment is "not now" (`Ok(None)`)
+/// instead of a wait in SQLite's busy handler, whose sleeps grow 1, 2, 5, 10 ms…: a waiter
+/// that reads the row free while the releaser is still finishing its commit tries again on
+/// its own schedule, about a millisecond later. The connection's
+/// `busy_timeout` is restored before this returns.
 pub(crate) fn try_take(
     conn: &Connection,
     account: &str,
     holder: &str,
     now: &Stamp,
     expires: &Stamp,
+    busy_timeout: Duration,
 ) -> Result<Option<u64>> {
+    conn.busy_timeout(Duration::ZERO)?;
+    let taken = take_sql(conn, account, holder, now, expires);
+    conn.busy_timeout(busy_timeout)?;
+    match taken {
+        Ok(fence) => fence.map(|f| from_sql_int(f, "fence")).transpose(),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The statement of [`try_take`], run under the connection's current busy timeout.
+fn take_sql(
+    conn: &Connection,
+    account: &str,
+    holder: &str,
+    now: &Stamp,
+    expires: &Stamp,
+) -> rusqlite::Result<Option<i64>> {
     let (now_boot_id, now_boot_ms) = boot_params(now);
     let (exp_boot_id, exp_boot_ms) = boot_params(expires);
-    let fence: Option<i64> = conn
-        .prepare_cached(
-            "INSERT INTO lease (account, holder, fence, expires_at_ms, boot_id, boot_expires_ms,
+    conn.prepare_cached(
+        "INSERT INTO lease (account, holder, fence, expires_at_ms, boot_id, boot_expires_ms,
                                 boot_fence)
              VALUES (?1, ?2, 1, ?3, ?5, ?6, CASE WHEN ?5 IS NULL THEN NULL ELSE 1 END)
              ON CONFLICT (account) DO UPDATE
@@ -343,22 +371,21 @@ pub(crate) fn try_take(
                            THEN lease.boot_id <> ?7 OR lease.boot_expires_ms <= ?8
                            ELSE lease.expires_at_ms <= ?4 END
              RETURNING fence",
-        )?
-        .query_row(
-            params![
-                account,
-                holder,
-                expires.wall_ms,
-                now.wall_ms,
-                exp_boot_id,
-                exp_boot_ms,
-                now_boot_id,
-                now_boot_ms
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    fence.map(|f| from_sql_int(f, "fence")).transpose()
+    )?
+    .query_row(
+        params![
+            account,
+            holder,
+            expires.wall_ms,
+            now.wall_ms,
+            exp_boot_id,
+            exp_boot_ms,
+            now_boot_id,
+            now_boot_ms
+        ],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// Extends the lease to `expires` (both clocks) if this acquisition still owns the row;

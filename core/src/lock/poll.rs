@@ -77,6 +77,11 @@ impl PollSchedule {
         self.fast_until = self.fast_until.max(now + CHANGED_FAST_FOR);
     }
 
+    /// Whether the reads at `now` come every `poll_interval` (the fast phases above).
+    pub(crate) fn is_fast(&self, now: Instant) -> bool {
+        now < self.fast_until
+    }
+
     /// Records what a read saw at `now` (the row, if any, and both clocks) and returns the
     /// delay until the next read (jittered).
     pub(crate) fn next_delay(
