@@ -23,9 +23,10 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> SystemTime;
 
     /// The wall-clock time for decisions made against margins of seconds (whether the
-    /// access token in memory is still fresh), read as cheaply as the platform allows: never
-    /// earlier than [`Clock::now`], and later by at most a few milliseconds. The default
-    /// reads [`Clock::now`]; a test clock needs nothing else.
+    /// access token in memory is still fresh), read as cheaply as the platform allows: a
+    /// few milliseconds later than [`Clock::now`] at most, and not earlier (so a token is
+    /// judged to expire early rather than late). The default reads [`Clock::now`]; a test
+    /// clock needs nothing else.
     fn now_coarse(&self) -> SystemTime {
         self.now()
     }
@@ -61,7 +62,7 @@ impl Clock for SystemClock {
         SystemTime::now()
     }
 
-    /// Linux and Android: `CLOCK_REALTIME_COARSE` plus its resolution (`coarse.rs`).
+    /// Linux and Android: `CLOCK_REALTIME_COARSE` plus twice its resolution (`coarse.rs`).
     fn now_coarse(&self) -> SystemTime {
         coarse::now()
     }
