@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use latchkey::internals::{Coordinator, Lease};
+use latchkey::internals::{Coordinator, JournalPhase, Lease};
 use latchkey::CoordinatorConfig;
 use latchkey::{Error, SystemClock};
 use matrix::SqliteLeases;
@@ -255,13 +255,34 @@ async fn child_storm(side: &Side, args: &[String]) -> Res<()> {
     Ok(())
 }
 
-/// Holds the lease `hold_ms`, prints `REL <µs>` right before releasing it.
+/// How long the refresh-shaped hold of the wait scenario spends between the answer and the
+/// release (the store save and the commit of a real refresh).
+const FINISH_MS: u64 = 3;
+
+/// Holds the lease `hold_ms`, prints `REL <µs>` right before releasing it. With a second
+/// argument `refresh`, the hold has the shape of a refresh waiting on a slow token endpoint:
+/// Latchkey's journal says `request_sent` for the hold, then `answered`, [`FINISH_MS`] of
+/// store save, the entry cleared, the release. matrix-sdk-common's lock has no journal: it
+/// holds for the same time.
 async fn child_hold(side: &Side, args: &[String]) -> Res<()> {
     let hold_ms: u64 = arg(args, 0)?.parse()?;
+    let refresh = args.get(1).is_some_and(|a| a == "refresh");
     let held = side.acquire(ACCOUNT, &holder()).await?.ok_or("hold child timed out")?;
     println!("ACQ");
     std::io::stdout().flush()?;
+    if let (true, Held::Latchkey(lease)) = (refresh, &held) {
+        lease.journal_begin(1).await?;
+    }
     tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+    if refresh {
+        if let Held::Latchkey(lease) = &held {
+            lease.journal_phase(JournalPhase::Answered, Some("bench-hash")).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(FINISH_MS)).await;
+        if let Held::Latchkey(lease) = &held {
+            lease.journal_clear().await?;
+        }
+    }
     println!("REL {}", now_us());
     std::io::stdout().flush()?;
     side.release(held).await?;
@@ -425,7 +446,9 @@ fn parent(scenario: &str, quick: bool, syncs: &[&str]) -> Res<()> {
             pairs.push(run(&|imp| bench_renewal(d, imp, sync, if quick { 2_000 } else { 5_000 }))?);
         }
         if matches!(scenario, "all" | "wait") {
-            pairs.push(run(&|imp| bench_wait(d, imp, sync, 3_000, if quick { 1 } else { 2 }))?);
+            let rounds = if quick { 1 } else { 2 };
+            pairs.push(run(&|imp| bench_wait(d, imp, sync, 3_000, rounds, true))?);
+            pairs.push(run(&|imp| bench_wait(d, imp, sync, 3_000, rounds, false))?);
         }
         if matches!(scenario, "all" | "uncontended") {
             pairs.push(run(&|imp| bench_uncontended(d, imp, sync, if quick { 30 } else { 150 }))?);
@@ -598,12 +621,21 @@ fn read_line_of(reader: &mut BufReader<ChildStdout>) -> Res<Vec<String>> {
     Ok(line.split_whitespace().map(str::to_owned).collect())
 }
 
-fn bench_wait(dir: &Path, imp: Imp, sync: &str, hold_ms: u64, rounds: usize) -> Res<Vec<Fig>> {
-    let path = fresh(dir, "wait", imp, sync)?;
+fn bench_wait(
+    dir: &Path,
+    imp: Imp,
+    sync: &str,
+    hold_ms: u64,
+    rounds: usize,
+    refresh: bool,
+) -> Res<Vec<Fig>> {
+    let path = fresh(dir, if refresh { "wait-refresh" } else { "wait" }, imp, sync)?;
     let (mut wakes, mut cpu, mut reads, mut txs, mut handoffs) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let mut holder = spawn(imp, sync, "hold", &path, &[&hold_ms.to_string()], false)?;
+        let hold = hold_ms.to_string();
+        let args: &[&str] = if refresh { &[&hold, "refresh"] } else { &[&hold] };
+        let mut holder = spawn(imp, sync, "hold", &path, args, false)?;
         let mut hold_out = BufReader::new(holder.stdout.take().ok_or("no stdout")?);
         if read_line_of(&mut hold_out)? != ["ACQ"] {
             return Err("hold child did not acquire".into());
@@ -629,7 +661,14 @@ fn bench_wait(dir: &Path, imp: Imp, sync: &str, hold_ms: u64, rounds: usize) -> 
         holder.wait()?;
         waiter.wait()?;
     }
-    let s = format!("wait on a {:.0} s hold of another process", hold_ms as f64 / 1000.0);
+    let s = if refresh {
+        format!(
+            "wait on a refresh of another process ({:.0} s request, then answered, {FINISH_MS} ms save)",
+            hold_ms as f64 / 1000.0
+        )
+    } else {
+        format!("wait on a {:.0} s hold of another process (no journal)", hold_ms as f64 / 1000.0)
+    };
     let med = |v: Vec<f64>| percentile(&sorted(v), 50.0);
     let (w, c, r, t, h) = (med(wakes), med(cpu), med(reads), med(txs), med(handoffs));
     let tx_text = if t.is_nan() { "— (reads only)".to_string() } else { format!("{t:.1}") };

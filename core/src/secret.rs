@@ -3,20 +3,24 @@
 //! Token values live in [`Secret`]: its `Debug` and `Display` print `[redacted]`, so a token
 //! cannot reach a log line, an error message or a panic message by accident.
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 /// A secret string (token value). `Debug` and `Display` are redacted; read it with
 /// [`Secret::expose`] only where the value must leave the process (an HTTP request, the
 /// app's store, the caller asking for a token).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
+///
+/// Cloning shares the value instead of copying it (a reference count), so handing out the
+/// current access token costs no allocation. Serialized as a plain string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
 
 impl Secret {
     /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(Arc::from(value.into()))
     }
 
     /// The secret value itself.
@@ -27,6 +31,18 @@ impl Secret {
     /// SHA-256 of the value, hex encoded: safe to log and to store in shared files.
     pub fn fingerprint(&self) -> String {
         hex(&Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
     }
 }
 
@@ -44,7 +60,7 @@ impl std::fmt::Display for Secret {
 
 impl From<String> for Secret {
     fn from(s: String) -> Self {
-        Secret(s)
+        Secret::new(s)
     }
 }
 
@@ -71,5 +87,17 @@ mod tests {
         assert_eq!(s.expose(), "tok-123");
         assert_eq!(s.fingerprint().len(), 64);
         assert_ne!(s.fingerprint(), Secret::new("tok-124").fingerprint());
+    }
+
+    #[test]
+    fn serializes_as_a_plain_string_and_clones_share_the_value() {
+        let s = Secret::new("tok-123");
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"tok-123\"");
+        let back: Secret = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+        assert!(serde_json::from_str::<Secret>("42").is_err());
+        let c = s.clone();
+        assert!(std::ptr::eq(c.expose().as_ptr(), s.expose().as_ptr()));
     }
 }

@@ -9,6 +9,7 @@
 //! Decisions: `docs/adr/0005-clock.md`. Tests inject their own [`Clock`].
 
 mod boot;
+mod coarse;
 mod stamp;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,6 +21,15 @@ pub use stamp::{BootInstant, Stamp};
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current wall-clock time.
     fn now(&self) -> SystemTime;
+
+    /// The wall-clock time for decisions made against margins of seconds (whether the
+    /// access token in memory is still fresh), read as cheaply as the platform allows: a
+    /// few milliseconds later than [`Clock::now`] at most, and not earlier (so a token is
+    /// judged to expire early rather than late). The default reads [`Clock::now`]; a test
+    /// clock needs nothing else.
+    fn now_coarse(&self) -> SystemTime {
+        self.now()
+    }
 
     /// Milliseconds since the Unix epoch (0 for times before it).
     fn now_millis(&self) -> i64 {
@@ -50,6 +60,11 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    /// Linux and Android: `CLOCK_REALTIME_COARSE` plus twice its resolution (`coarse.rs`).
+    fn now_coarse(&self) -> SystemTime {
+        coarse::now()
     }
 
     fn boot(&self) -> Option<BootInstant> {

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::db::Db;
 use super::lease::{self, Handoff, Lease, LeaseShared};
 use super::poll::PollSchedule;
+use super::wake::Wake;
 use crate::clock::{Clock, Stamp};
 use crate::error::{Error, Result};
 
@@ -294,6 +295,8 @@ impl Coordinator {
         let deadline = deadline.into_std();
         let task = tokio::task::spawn_blocking(move || -> Result<Option<Handoff>> {
             let mut schedule = PollSchedule::new(&inner.config, std::time::Instant::now());
+            // Set up once the wait backs off: a short wait never needs it.
+            let mut wake: Option<Wake> = None;
             let mut peek = false;
             loop {
                 let step = inner.db.with(|conn| {
@@ -306,7 +309,9 @@ impl Coordinator {
                         }
                     }
                     let expires = now.after_millis(inner.lease_ms());
-                    let Some(fence) = lease::try_take(conn, &account, &holder, &now, &expires)?
+                    let busy = inner.config.busy_timeout;
+                    let Some(fence) =
+                        lease::try_take(conn, &account, &holder, &now, &expires, busy)?
                     else {
                         return Ok(Step::Held(row, now));
                     };
@@ -324,7 +329,16 @@ impl Coordinator {
                     return Ok(None);
                 }
                 let delay = schedule.next_delay(row.as_ref(), &now_stamp, now);
-                std::thread::sleep(delay.min(deadline - now));
+                let delay = delay.min(deadline - now);
+                if schedule.is_fast(now) {
+                    // Reading every millisecond already: a notification would add nothing.
+                    std::thread::sleep(delay);
+                } else {
+                    let wake = wake.get_or_insert_with(|| Wake::watch(inner.db.path()));
+                    if wake.sleep(delay) {
+                        schedule.changed(std::time::Instant::now());
+                    }
+                }
                 if cancelled.load(Ordering::SeqCst) {
                     return Ok(None);
                 }

@@ -46,7 +46,7 @@ impl JournalPhase {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         match s {
             "request_sent" => Ok(JournalPhase::RequestSent),
             // `response_received` was written by earlier releases for the same phase.

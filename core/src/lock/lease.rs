@@ -27,6 +27,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::coordinator::Inner;
 use super::db::{from_sql_int, to_sql_int};
+use super::journal::JournalPhase;
 use crate::clock::{BootInstant, Stamp};
 use crate::error::Result;
 
@@ -249,6 +250,10 @@ pub(crate) struct LeaseRow {
     pub(crate) fence: u64,
     /// The expiry; its boot part only if it was written for the current fence.
     pub(crate) expires: Stamp,
+    /// The phase of the journal entry the current holder wrote under this fence, if any:
+    /// what the holder is doing (a refresh in flight, or one about to be committed), which
+    /// tells a waiter when a release is near ([`super::poll`]).
+    pub(crate) phase: Option<JournalPhase>,
 }
 
 impl LeaseRow {
@@ -269,19 +274,25 @@ fn boot_params(stamp: &Stamp) -> (Option<&str>, Option<i64>) {
     }
 }
 
-/// Reads the lease row without taking any write lock (a WAL read never blocks the writer).
+/// Reads the lease row, and the phase of the journal entry written under its fence,
+/// without taking any write lock (a WAL read never blocks the writer). One statement, so
+/// both come from one snapshot.
 pub(crate) fn peek(conn: &Connection, account: &str) -> Result<Option<LeaseRow>> {
-    type Row = (Option<String>, i64, i64, Option<String>, Option<i64>, Option<i64>);
+    type Row = (Option<String>, i64, i64, Option<String>, Option<i64>, Option<i64>, Option<String>);
     let row: Option<Row> = conn
         .prepare_cached(
-            "SELECT holder, fence, expires_at_ms, boot_id, boot_expires_ms, boot_fence
-             FROM lease WHERE account = ?1",
+            "SELECT lease.holder, lease.fence, lease.expires_at_ms, lease.boot_id,
+                    lease.boot_expires_ms, lease.boot_fence, journal.phase
+             FROM lease LEFT JOIN journal
+               ON journal.account = lease.account AND journal.fence = lease.fence
+                  AND journal.holder = lease.holder
+             WHERE lease.account = ?1",
         )?
         .query_row([account], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
         })
         .optional()?;
-    row.map(|(holder, fence, expires_at_ms, boot_id, boot_expires_ms, boot_fence)| {
+    row.map(|(holder, fence, expires_at_ms, boot_id, boot_expires_ms, boot_fence, phase)| {
         let boot = match (boot_id, boot_expires_ms) {
             (Some(boot_id), Some(millis)) if boot_fence == Some(fence) => {
                 Some(BootInstant { boot_id, millis })
@@ -292,6 +303,8 @@ pub(crate) fn peek(conn: &Connection, account: &str) -> Result<Option<LeaseRow>>
             holder,
             fence: from_sql_int(fence, "fence")?,
             expires: Stamp { wall_ms: expires_at_ms, boot },
+            // An unknown phase (a newer release's) says nothing: poll as for a bare hold.
+            phase: phase.and_then(|p| JournalPhase::parse(&p).ok()),
         })
     })
     .transpose()
@@ -300,18 +313,46 @@ pub(crate) fn peek(conn: &Connection, account: &str) -> Result<Option<LeaseRow>>
 /// Takes the lease if it is free, expired at `now` or already `holder`'s, writing
 /// `expires` on both clocks; returns the new fence. One autocommit statement: the check
 /// and the write are atomic. The expiry test is [`Stamp::has_passed`] in SQL.
+///
+/// A write lock that another connection holds at this moment is "not now" (`Ok(None)`)
+/// instead of a wait in SQLite's busy handler, whose sleeps grow 1, 2, 5, 10 ms…: a waiter
+/// that reads the row free while the releaser is still finishing its commit tries again on
+/// its own schedule, about a millisecond later. The connection's
+/// `busy_timeout` is restored before this returns.
 pub(crate) fn try_take(
     conn: &Connection,
     account: &str,
     holder: &str,
     now: &Stamp,
     expires: &Stamp,
+    busy_timeout: Duration,
 ) -> Result<Option<u64>> {
+    conn.busy_timeout(Duration::ZERO)?;
+    let taken = take_sql(conn, account, holder, now, expires);
+    conn.busy_timeout(busy_timeout)?;
+    match taken {
+        Ok(fence) => fence.map(|f| from_sql_int(f, "fence")).transpose(),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The statement of [`try_take`], run under the connection's current busy timeout.
+fn take_sql(
+    conn: &Connection,
+    account: &str,
+    holder: &str,
+    now: &Stamp,
+    expires: &Stamp,
+) -> rusqlite::Result<Option<i64>> {
     let (now_boot_id, now_boot_ms) = boot_params(now);
     let (exp_boot_id, exp_boot_ms) = boot_params(expires);
-    let fence: Option<i64> = conn
-        .prepare_cached(
-            "INSERT INTO lease (account, holder, fence, expires_at_ms, boot_id, boot_expires_ms,
+    conn.prepare_cached(
+        "INSERT INTO lease (account, holder, fence, expires_at_ms, boot_id, boot_expires_ms,
                                 boot_fence)
              VALUES (?1, ?2, 1, ?3, ?5, ?6, CASE WHEN ?5 IS NULL THEN NULL ELSE 1 END)
              ON CONFLICT (account) DO UPDATE
@@ -330,22 +371,21 @@ pub(crate) fn try_take(
                            THEN lease.boot_id <> ?7 OR lease.boot_expires_ms <= ?8
                            ELSE lease.expires_at_ms <= ?4 END
              RETURNING fence",
-        )?
-        .query_row(
-            params![
-                account,
-                holder,
-                expires.wall_ms,
-                now.wall_ms,
-                exp_boot_id,
-                exp_boot_ms,
-                now_boot_id,
-                now_boot_ms
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    fence.map(|f| from_sql_int(f, "fence")).transpose()
+    )?
+    .query_row(
+        params![
+            account,
+            holder,
+            expires.wall_ms,
+            now.wall_ms,
+            exp_boot_id,
+            exp_boot_ms,
+            now_boot_id,
+            now_boot_ms
+        ],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// Extends the lease to `expires` (both clocks) if this acquisition still owns the row;

@@ -35,6 +35,7 @@ mod lease;
 mod poll;
 mod renewal;
 pub(crate) mod replay;
+mod wake;
 
 #[cfg(test)]
 mod tests;

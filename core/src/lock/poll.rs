@@ -8,22 +8,41 @@
 //! - for `poll_fast_for` (25 ms) after the wait starts, and again after the row changed
 //!   hands (another acquisition: new fence or holder), every `poll_interval` (1 ms): short
 //!   holds are handed over in about a millisecond;
-//! - then the interval doubles after every read up to `poll_max` (40 ms): a hold of seconds
-//!   costs about 25 reads per second;
+//! - while the holder's journal entry says its refresh was answered (`answered`, `saving`:
+//!   the store save and the commit follow, then the release), every `poll_interval`, for at
+//!   most [`FINISHING_FAST_FOR`] from when that phase was first seen, and again for
+//!   `poll_fast_for` after the holder cleared its entry: a refresh that held the lease for
+//!   seconds (a slow token endpoint) is handed over in about a millisecond too;
+//! - otherwise the interval doubles after every read up to `poll_max` (40 ms): a hold of
+//!   seconds costs about 25 reads per second;
 //! - never later than the row's expiry (plus a millisecond), so a holder that died is
 //!   replaced as soon as its lease ends;
 //! - every delay is jittered uniformly by ±50 % so waiters of several processes spread out.
 //!
 //! The waiter sleeps on a thread of the blocking pool between reads (one thread wake-up per
 //! read, no async round trip), see [`Coordinator::acquire_within`](super::Coordinator::acquire_within).
+//! On Linux and Android that sleep also ends when any process writes the database
+//! ([`super::wake`]); the reads then come every `poll_interval` for [`CHANGED_FAST_FOR`], so
+//! the release itself is seen within about a millisecond whatever the schedule says.
 
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 
 use super::coordinator::CoordinatorConfig;
+use super::journal::JournalPhase;
 use super::lease::LeaseRow;
 use crate::clock::Stamp;
+
+/// How long a waiter reads every `poll_interval` once the holder's journal says its refresh
+/// was answered: long enough for a slow keychain write and the commit, and bounded, so an
+/// entry left by a holder that died there does not keep a waiter reading a thousand times a
+/// second until the lease expires.
+pub(crate) const FINISHING_FAST_FOR: Duration = Duration::from_millis(500);
+
+/// How long a waiter reads every `poll_interval` after the file changed ([`super::wake`]):
+/// a commit's log write can wake it a moment before the commit is visible to readers.
+pub(crate) const CHANGED_FAST_FOR: Duration = Duration::from_millis(3);
 
 /// The read schedule of one wait.
 #[derive(Debug)]
@@ -33,8 +52,9 @@ pub(crate) struct PollSchedule {
     fast_for: Duration,
     fast_until: Instant,
     backoff: Duration,
-    /// Holder and fence of the last read, to notice a new acquisition.
-    last_seen: Option<(Option<String>, u64)>,
+    /// Holder, fence and journal phase of the last read, to notice a new acquisition or a
+    /// holder moving on.
+    last_seen: Option<(Option<String>, u64, Option<JournalPhase>)>,
 }
 
 impl PollSchedule {
@@ -50,6 +70,18 @@ impl PollSchedule {
         }
     }
 
+    /// Records that the file changed at `now` (a write woke the waiter): the next reads
+    /// come every `poll_interval` for [`CHANGED_FAST_FOR`], then the backed-off interval
+    /// resumes where it was (a renewal a second costs a few reads, not a new fast phase).
+    pub(crate) fn changed(&mut self, now: Instant) {
+        self.fast_until = self.fast_until.max(now + CHANGED_FAST_FOR);
+    }
+
+    /// Whether the reads at `now` come every `poll_interval` (the fast phases above).
+    pub(crate) fn is_fast(&self, now: Instant) -> bool {
+        now < self.fast_until
+    }
+
     /// Records what a read saw at `now` (the row, if any, and both clocks) and returns the
     /// delay until the next read (jittered).
     pub(crate) fn next_delay(
@@ -58,11 +90,22 @@ impl PollSchedule {
         now_stamp: &Stamp,
         now: Instant,
     ) -> Duration {
-        let seen = row.map(|r| (r.holder.clone(), r.fence));
-        if self.last_seen.is_some() && seen != self.last_seen {
-            // Another acquisition: its hold may be short too.
-            self.fast_until = now + self.fast_for;
-            self.backoff = self.base;
+        let seen = row.map(|r| (r.holder.clone(), r.fence, r.phase));
+        if seen != self.last_seen {
+            let finishing = row.is_some_and(|r| {
+                r.holder.is_some()
+                    && matches!(r.phase, Some(JournalPhase::Answered | JournalPhase::Saving))
+            });
+            if finishing {
+                // The holder has its answer: the release follows its save and commit.
+                self.fast_until = self.fast_until.max(now + FINISHING_FAST_FOR);
+                self.backoff = self.base;
+            } else if self.last_seen.is_some() {
+                // Another acquisition (its hold may be short too), or the holder cleared
+                // its entry (the release is next).
+                self.fast_until = now + self.fast_for;
+                self.backoff = self.base;
+            }
         }
         self.last_seen = seen;
         let mean = if now < self.fast_until {
@@ -94,7 +137,80 @@ mod tests {
             holder: Some(format!("h{fence}")),
             fence,
             expires: Stamp { wall_ms: expires_wall, boot: None },
+            phase: None,
         }
+    }
+
+    fn in_phase(fence: u64, phase: Option<JournalPhase>) -> LeaseRow {
+        LeaseRow { phase, ..held(fence, 60_000) }
+    }
+
+    /// Reads `secs` seconds of one unchanging row; returns the number of reads and the time
+    /// reached.
+    fn reads_over(
+        s: &mut PollSchedule,
+        row: &LeaseRow,
+        from: Instant,
+        secs: u64,
+    ) -> (u32, Instant) {
+        let now = Stamp { wall_ms: 0, boot: None };
+        let mut t = from;
+        let mut reads = 0;
+        while t < from + Duration::from_secs(secs) {
+            t += s.next_delay(Some(row), &now, t);
+            reads += 1;
+        }
+        (reads, t)
+    }
+
+    const FAST: Duration = Duration::from_micros(1_500);
+
+    #[test]
+    fn an_answered_refresh_makes_the_wait_fast_until_the_release() {
+        let start = Instant::now();
+        let now = Stamp { wall_ms: 0, boot: None };
+        let mut s = PollSchedule::new(&cfg(), start);
+        // A refresh in flight for 3 s: backed off, about 25 reads a second.
+        let (reads, t) =
+            reads_over(&mut s, &in_phase(1, Some(JournalPhase::RequestSent)), start, 3);
+        assert!(reads < 150, "{reads} reads in 3 s of request_sent");
+        // Answered: fast at once, and still fast 400 ms later (a slow store save).
+        let answered = in_phase(1, Some(JournalPhase::Answered));
+        assert!(s.next_delay(Some(&answered), &now, t) <= FAST);
+        let later = t + Duration::from_millis(400);
+        assert!(s.next_delay(Some(&answered), &now, later) <= FAST);
+        // Saving, then the entry cleared: fast again right after each change.
+        let saving = in_phase(1, Some(JournalPhase::Saving));
+        assert!(s.next_delay(Some(&saving), &now, later) <= FAST);
+        let cleared = in_phase(1, None);
+        let after = later + Duration::from_millis(450);
+        assert!(s.next_delay(Some(&cleared), &now, after) <= FAST);
+        assert!(s.next_delay(Some(&cleared), &now, after + Duration::from_millis(20)) <= FAST);
+    }
+
+    #[test]
+    fn an_abandoned_answered_entry_stops_being_read_fast() {
+        let start = Instant::now();
+        let mut s = PollSchedule::new(&cfg(), start);
+        // The holder died after `answered`: fast for FINISHING_FAST_FOR, then backed off.
+        let answered = in_phase(1, Some(JournalPhase::Answered));
+        let (reads, _) = reads_over(&mut s, &answered, start, 3);
+        let fast_reads = FINISHING_FAST_FOR.as_millis() as u32;
+        assert!(reads > fast_reads / 2, "{reads} reads: the answered phase was not read fast");
+        assert!(reads < fast_reads * 2 + 150, "{reads} reads in 3 s of an abandoned entry");
+    }
+
+    #[test]
+    fn a_free_row_or_an_entry_of_no_holder_is_not_finishing() {
+        let start = Instant::now();
+        let now = Stamp { wall_ms: 0, boot: None };
+        let mut s = PollSchedule::new(&cfg(), start);
+        let free = LeaseRow { holder: None, ..in_phase(1, Some(JournalPhase::Answered)) };
+        let late = start + Duration::from_secs(2);
+        for _ in 0..8 {
+            s.next_delay(Some(&free), &now, late);
+        }
+        assert!(s.next_delay(Some(&free), &now, late) > FAST);
     }
 
     fn cfg() -> CoordinatorConfig {

@@ -621,6 +621,35 @@ async fn journal_begin_phase_clear() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_reads_the_phase_of_the_current_holder_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let clock = ManualClock::at(5_000_000);
+    let a = open_with_clock(&path, config(1_000, 3_600_000), clock.clone());
+    let b = open_with_clock(&path, config(1_000, 3_600_000), clock.clone());
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    let phase = || lease::peek(&reader, ACC).unwrap().unwrap().phase;
+    let first = a.acquire(ACC, "a").await.unwrap();
+    assert_eq!(phase(), None, "a bare hold says nothing");
+    first.journal_begin(1).await.unwrap();
+    assert_eq!(phase(), Some(JournalPhase::RequestSent));
+    first.journal_phase(JournalPhase::Answered, Some("h")).await.unwrap();
+    assert_eq!(phase(), Some(JournalPhase::Answered));
+    // The holder freezes; its lease expires and another holder takes the row: the entry
+    // left under the old fence is not the new holder's phase.
+    clock.set(5_000_000 + 10_000);
+    let second = b.acquire(ACC, "b").await.unwrap();
+    assert_eq!(phase(), None);
+    second.journal_begin(2).await.unwrap();
+    assert_eq!(phase(), Some(JournalPhase::RequestSent));
+    second.journal_clear().await.unwrap();
+    assert_eq!(phase(), None);
+    second.release().await.unwrap();
+    let row = lease::peek(&reader, ACC).unwrap().unwrap();
+    assert_eq!((row.holder, row.phase), (None, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_holder_sees_and_replaces_a_stale_journal_the_stale_holder_cannot_touch_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);

@@ -163,7 +163,8 @@ impl Inner {
     /// session, no SQLite (I6). Unsaved tokens and a token the app reported rejected are
     /// never fresh, so the slow path saves or replaces them.
     fn fresh_in_memory(&self, min_ttl: Duration) -> Result<Option<Secret>> {
-        let now = self.now();
+        // A few milliseconds ahead of the time: a token is judged to expire early, not late.
+        let now = self.clock.now_coarse();
         let slot = self.slot();
         match (&slot.session, slot.state) {
             (_, LifecycleState::LoggedOut) => Err(Error::LoggedOut),
