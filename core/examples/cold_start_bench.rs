@@ -13,7 +13,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use latchkey::{Client, ClientConfig, FileSessionStore, Secret, Session, SessionStore};
+use latchkey::{Client, ClientConfig, FileSessionStore, SessionStore};
+
+mod shared;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -34,7 +36,7 @@ fn child(dir: &Path) -> Res<()> {
     let t1 = Instant::now();
     let (t2, t3, t4) = rt.block_on(async {
         let store = Arc::new(FileSessionStore::new(dir));
-        let config = ClientConfig::new("https://op.example", dir.join("lock.db"));
+        let config = ClientConfig::new(shared::ISSUER, dir.join("lock.db"));
         let client = Client::new(config, store)?;
         let t2 = Instant::now();
         client.restore_session().await?.ok_or("no session restored")?;
@@ -51,26 +53,7 @@ fn child(dir: &Path) -> Res<()> {
 fn parent(runs: usize) -> Res<()> {
     let dir = tempfile::tempdir()?;
     let store = FileSessionStore::new(dir.path());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let session = Session {
-        account: "default".into(),
-        issuer: "https://op.example".into(),
-        client_id: "bench".into(),
-        subject: "alice".into(),
-        access_token: Secret::new("access-token-for-the-benchmark"),
-        refresh_token: Some(Secret::new("refresh-token-for-the-benchmark")),
-        id_token: None,
-        expires_at_ms: Some(now_ms + 3_600_000),
-        issued_at_ms: None,
-        scopes: vec!["openid".into()],
-        nonce: None,
-        auth_time: None,
-        session_id: None,
-        pending_id_token: None,
-        generation: 1,
-    };
+    let session = shared::fresh_session();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(store.save("default", &session.to_blob()))?;
     drop(rt);

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use latchkey::{Client, ClientConfig, FileSessionStore, Secret, Session, SessionStore};
+use latchkey::{Client, ClientConfig, FileSessionStore, SessionStore};
+
+mod shared;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -24,30 +26,9 @@ fn main() -> Res<()> {
 async fn run() -> Res<()> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(FileSessionStore::new(dir.path()));
-    let session = Session {
-        account: "default".into(),
-        issuer: "https://op.example".into(),
-        client_id: "bench".into(),
-        subject: "alice".into(),
-        access_token: Secret::new("access-token-for-the-benchmark"),
-        refresh_token: Some(Secret::new("refresh-token-for-the-benchmark")),
-        id_token: None,
-        expires_at_ms: Some(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-                + 3_600_000,
-        ),
-        issued_at_ms: None,
-        scopes: vec!["openid".into()],
-        nonce: None,
-        auth_time: None,
-        session_id: None,
-        pending_id_token: None,
-        generation: 1,
-    };
+    let session = shared::fresh_session();
     store.save("default", &session.to_blob()).await?;
-    let config = ClientConfig::new("https://op.example", dir.path().join("lock.db"));
+    let config = ClientConfig::new(shared::ISSUER, dir.path().join("lock.db"));
     let client = Client::new(config, store)?;
     client.restore_session().await?;
 
