@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::clock::{from_unix_millis, Clock, SystemClock};
+use crate::clock::{from_unix_millis, Clock, Stamp, SystemClock};
 use crate::error::Error;
 
 /// A clock the test moves by hand.
@@ -618,6 +618,29 @@ async fn journal_begin_phase_clear() {
     assert_eq!(c.journal(ACC).await.unwrap(), None);
     lease.journal_clear().await.unwrap(); // nothing to clear: fine
     lease.release().await.unwrap();
+}
+
+#[test]
+fn a_take_never_waits_in_the_busy_handler_and_keeps_the_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(open(&path, CoordinatorConfig::default())); // creates the schema
+    let taker = rusqlite::Connection::open(&path).unwrap();
+    let writer = rusqlite::Connection::open(&path).unwrap();
+    let busy = Duration::from_secs(30);
+    taker.busy_timeout(busy).unwrap();
+    let now = Stamp { wall_ms: 1_000, boot: None };
+    let expires = now.after_millis(3_000);
+    // Another connection is in the middle of a write (a releaser finishing its commit):
+    // "not now", at once, instead of SQLite's busy sleeps up to the 30 s timeout or an error.
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(lease::try_take(&taker, ACC, "w", &now, &expires, busy).unwrap(), None);
+    assert!(t.elapsed() < Duration::from_secs(10), "waited {:?}", t.elapsed());
+    writer.execute_batch("COMMIT").unwrap();
+    assert_eq!(lease::try_take(&taker, ACC, "w", &now, &expires, busy).unwrap(), Some(1));
+    let restored: i64 = taker.query_row("PRAGMA busy_timeout", [], |r| r.get(0)).unwrap();
+    assert_eq!(restored, 30_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
